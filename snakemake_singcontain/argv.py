@@ -1,0 +1,74 @@
+"""JobPlan -> the `apptainer exec` flags that carry it. A list of words; joined for a shell only by the bridge."""
+
+from collections.abc import Mapping, Sequence
+
+from .plan import JobPlan
+from .policy import Bind, Settings
+from .runtime import RuntimeInfo
+
+NAMESPACE_FLAGS = {"pid": "--pid", "ipc": "--ipc", "uts": "--uts", "user": "--userns"}
+
+# Flags with a policy key, or that would undo one: passing them through `args` or --apptainer-args would
+# make the job differ from what the checks approved.
+OWNED_LONG = {"--contain", "--containall", "--pid", "--ipc", "--net", "--network", "--network-args", "--uts",
+              "--userns", "--cleanenv", "--env", "--env-file", "--bind", "--mount", "--writable-tmpfs",
+              "--writable", "--nv", "--rocm", "--home", "--no-home", "--no-mount", "--workdir", "--fakeroot",
+              "--add-caps", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname"}
+OWNED_SHORT = set("cCpinueBHWwf")
+
+
+def owned_flags(args: Sequence[str]) -> list[str]:
+    found = []
+    for arg in args:
+        if arg.startswith("--"):
+            if arg.split("=", 1)[0] in OWNED_LONG:
+                found.append(arg)
+        elif arg.startswith("-") and len(arg) > 1 and OWNED_SHORT & set(arg[1:].split("=", 1)[0]):
+            found.append(arg)
+    return found
+
+
+def needs_mount(path: str) -> bool:
+    # ',' separates binds and ':' separates src:dst:mode in --bind (measured: ',' splits, ':' is rejected).
+    return "," in path or ":" in path
+
+
+def bind_args(bind: Bind, runtime: RuntimeInfo | None) -> list[str]:
+    if not (needs_mount(bind.src) or needs_mount(bind.dst)):
+        return ["--bind", f"{bind.src}:{bind.dst}:{bind.mode}"]
+    if runtime is None or not runtime.supports_mount:
+        raise ValueError(f"{bind.src} cannot be expressed with --bind")  # SC206 refuses such plans first
+    # --mount takes CSV: a field with ',' or '"' is quoted, '"' doubled.
+    fields = ["type=bind", f"src={bind.src}", f"dst={bind.dst}"] + (["ro"] if bind.mode == "ro" else [])
+    return ["--mount", ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if ("," in f or '"' in f) else f for f in fields)]
+
+
+def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """Flags for everything but binds."""
+    argv = []
+    if settings.containment != "none":
+        argv.append(f"--{settings.containment}")
+    implied = ("pid", "ipc") if settings.containment == "containall" else ()
+    for ns in settings.namespaces:
+        if ns == "net":
+            argv += ["--net", "--network", settings.network]
+        elif ns not in implied:
+            argv.append(NAMESPACE_FLAGS[ns])
+    if settings.cleanenv and settings.containment != "containall":
+        argv.append("--cleanenv")
+    if settings.effective_cleanenv:
+        # An allow-list: only these host variables cross into a cleaned environment.
+        argv += [word for name in settings.env if name in environ for word in ("--env", f"{name}={environ[name]}")]
+    if settings.writable_tmpfs:
+        argv.append("--writable-tmpfs")
+    if settings.gpu:
+        argv.append("--nv")
+    return argv
+
+
+def apptainer_args(plan: JobPlan, runtime: RuntimeInfo | None, environ: Mapping[str, str]) -> list[str]:
+    """All flags for one job."""
+    argv = settings_args(plan.rule.settings, environ)
+    for bind in plan.binds:
+        argv += bind_args(bind, runtime)
+    return argv + list(plan.rule.settings.args)

@@ -1,0 +1,238 @@
+"""The join with Snakemake: the only module that touches Snakemake's internals.
+
+Snakemake has no per-rule container hook (issues #262, #894, #3478). What it has, read from 8.30 and 9.27:
+- `workflow._build_dag()` runs before anything is pulled, scheduled or submitted, in dry runs too; after
+  it, `workflow.dag.needrun_jobs()` holds every job with concrete paths. The preflight runs there.
+- every rule's generated function `rule.run_func(input, output, params, wildcards, threads, resources, log,
+  rule, conda_env, container_img, singularity_args, …)` receives the global --apptainer-args as
+  `singularity_args`, and `shell()`/`script:` read it from there to build `apptainer exec --home CWD
+  <singularity_args> IMAGE bash -c …`. Each rule's function is wrapped to put that job's flags there.
+- a remote job (slurm, cluster-generic …) re-parses the Snakefile on the node, so contain() runs there too
+  and the same wrapper re-checks the job right before its container starts.
+Anything else found is refused (fail closed) with a message naming the Snakemake version.
+"""
+
+import inspect
+import os
+import shlex
+import sys
+
+from .argv import apptainer_args, bind_args, owned_flags, settings_args
+from .checker import Checker
+from .errors import PolicyError
+from .findings import ERROR, WARNING, Finding, has_errors, render
+from .plan import JobSpec
+from .plugins import plugin_manager
+from .policy import load_policy
+from .runtime import detect, smoke_test
+
+SUPPORTED_MAJORS = (8, 9)
+RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "container_img", "singularity_args", "use_singularity")
+PREFIX = "snakemake-singcontain"
+
+
+def _workflow_error(message: str):
+    from snakemake.exceptions import WorkflowError
+
+    class ContainmentRefused(WorkflowError):
+        # Snakemake prints the frames of a WorkflowError raised outside its own package; a user error
+        # is one message, so this one shows no frames.
+        @property
+        def __traceback__(self):
+            return None
+
+        @__traceback__.setter
+        def __traceback__(self, value):
+            pass
+
+    return ContainmentRefused(f"{PREFIX}: {message}")
+
+
+def _check_snakemake(workflow) -> None:
+    import snakemake
+
+    version = getattr(snakemake, "__version__", "unknown")
+    major = version.split(".")[0]
+    moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun")
+             if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
+    if not major.isdigit() or int(major) not in SUPPORTED_MAJORS or moved:
+        detail = f" (missing: {', '.join(moved)})" if moved else ""
+        raise _workflow_error(
+            f"Snakemake {version} is not supported{detail}; its internals may have moved, so no job is run. "
+            f"Use Snakemake 8.30+ or 9.x, or upgrade snakemake-singcontain.")
+
+
+def contain(workflow, policy_file: str) -> None:
+    _check_snakemake(workflow)
+    if getattr(workflow, "_singcontain", None) is not None:
+        raise _workflow_error("contain() was called twice for this workflow; call it once, in the main Snakefile")
+    caller = sys._getframe(2).f_code.co_filename  # the Snakefile that called contain()
+    base = os.path.dirname(caller) if os.path.isfile(caller) else os.getcwd()
+    path = os.path.join(base, policy_file)
+    try:
+        policy = load_policy(path)
+    except PolicyError as err:
+        raise _workflow_error(err.render()) from None
+    bridge = _Bridge(workflow, policy)
+    workflow._singcontain = bridge
+    original_build_dag = workflow._build_dag
+
+    def build_dag(*args, **kwargs):
+        bridge.prepare_rules()
+        result = original_build_dag(*args, **kwargs)
+        if workflow.is_main_process:
+            bridge.preflight()
+        return result
+
+    workflow._build_dag = build_dag
+
+
+def _rule_kind(rule) -> str | None:
+    for kind, attr in (("shell", "shellcmd"), ("script", "script"), ("notebook", "notebook"),
+                       ("wrapper", "wrapper"), ("cwl", "cwl")):
+        if getattr(rule, attr, None) is not None:
+            return kind
+    if getattr(rule, "norun", False) or getattr(rule, "template_engine", None) is not None:
+        return None  # nothing runs: no container either
+    return "run"
+
+
+class _Bridge:
+    def __init__(self, workflow, policy):
+        self.workflow, self.policy = workflow, policy
+        self._checker = None
+        self._smoked: dict[tuple, list[Finding]] = {}
+
+    @property
+    def use_apptainer(self) -> bool:
+        from snakemake.settings.types import DeploymentMethod
+
+        return DeploymentMethod.APPTAINER in self.workflow.deployment_settings.deployment_method
+
+    @property
+    def global_args(self) -> list[str]:
+        return shlex.split(self.workflow.deployment_settings.apptainer_args or "")
+
+    @property
+    def checker(self) -> Checker:
+        if self._checker is None:
+            kinds = {rule.name: kind for rule in self.workflow.rules if (kind := _rule_kind(rule))}
+            try:
+                self._checker = Checker(self.policy, detect(self.policy.runtime), plugin_manager(),
+                                        workdir=os.getcwd(), rule_kinds=kinds)
+            except PolicyError as err:
+                raise _workflow_error(err.render()) from None
+        return self._checker
+
+    def prepare_rules(self) -> None:
+        """Give rules the policy's fallback image and wrap every rule's function (once)."""
+        for rule in self.workflow.rules:
+            if _rule_kind(rule) is None or getattr(rule.run_func, "_singcontain", False):
+                continue
+            if self.policy.image and not rule.container_img and rule.container_img is not False:
+                rule.container_img = self.policy.image
+            rule.run_func = self._wrap(rule)
+
+    def _wrap(self, rule):
+        original = rule.run_func
+        signature = inspect.signature(original)
+        missing = [p for p in RUN_FUNC_PARAMS if p not in signature.parameters]
+        if missing:
+            import snakemake
+
+            raise _workflow_error(f"Snakemake {snakemake.__version__} calls rule functions without {missing}; "
+                                  "this version is not supported, so no job is run")
+
+        def run_contained(*args, **kwargs):
+            call = signature.bind(*args, **kwargs)
+            call.arguments["singularity_args"] = self.job_args(rule.name, call.arguments)
+            return original(*call.args, **call.kwargs)
+
+        run_contained._singcontain = True
+        return run_contained
+
+    def job_args(self, rule: str, a: dict) -> str:
+        """Right before the job starts (locally or on a node): re-check it, then its flags as one string."""
+        image = a["container_img"] if a["use_singularity"] else None
+        job = JobSpec(rule, tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ()),
+                      dict(a["wildcards"].items()), image)
+        plan = self.checker.job_plan(job)
+        if image is None:
+            if plan.rule.contained:
+                raise _workflow_error(f"rule {rule} must run contained but would run on the host "
+                                      "(no image, or Snakemake runs without --sdm apptainer); refusing")
+            return a["singularity_args"]
+        runtime = self.checker.runtime
+        findings = self.checker.check([job], whole_workflow=False) + self._global_args_findings(rule)
+        errors = [f for f in findings if f.severity == ERROR]
+        if errors:
+            # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
+            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: "
+                                  + "; ".join(f"{f.code} {f.message}" for f in errors))
+        return shlex.join(apptainer_args(plan, runtime, os.environ) + self.global_args)
+
+    def _global_args_findings(self, rule: str) -> list[Finding]:
+        return [Finding("SC104", ERROR, rule, f"--apptainer-args passes {flag!r}, a flag the plugin sets from the policy",
+                        "drop it from --apptainer-args and express it in the policy")
+                for flag in owned_flags(self.global_args)]
+
+    def preflight(self) -> None:
+        """Check every job to run, before anything is pulled or submitted; refuse the run on any error."""
+        workflow = self.workflow
+        jobs = []
+        for job in workflow.dag.needrun_jobs():
+            if _rule_kind(job.rule) is None:
+                continue
+            image = job.container_img_path if self.use_apptainer else None
+            inputs = tuple(job.input)
+            symlinks = {p: real for p in inputs if os.path.islink(p) and (real := os.path.realpath(p)) != os.path.abspath(p)}
+            jobs.append(JobSpec(job.rule.name, inputs, tuple(job.output) + tuple(job.log),
+                                dict(job.wildcards_dict), image, symlinks))
+        findings = self.checker.check(jobs)
+        rules = {job.rule for job in jobs}
+        uncontained = sorted(r for r in rules if self.checker.settings(r).isolates
+                             and not self.use_apptainer)
+        if uncontained:
+            findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
+                                    "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
+                                    "so they would run on the host", "add --sdm apptainer to the command line or profile"))
+        for rule in sorted(rules):
+            findings += self._global_args_findings(rule)
+        if not has_errors(findings):
+            findings += self._smoke_tests(jobs)
+        self._report(findings)
+
+    def _smoke_tests(self, jobs: list[JobSpec]) -> list[Finding]:
+        runtime = self.checker.runtime
+        if runtime is None:
+            return []
+        findings = []
+        for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
+            plan = self.checker.rule_plan(job.rule, job.image)
+            binds = [b for b in plan.settings.binds if b.src not in plan.missing]
+            args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
+            key = (job.image, tuple(args))
+            if key not in self._smoked:
+                self._smoked[key] = self._smoke(job.rule, job.image, args)
+            findings += self._smoked[key]
+        return findings
+
+    def _smoke(self, rule: str, image: str, args: list[str]) -> list[Finding]:
+        if not os.path.exists(image):
+            return [Finding("SC207", WARNING, rule, f"image {image} is not on this host yet, so its flags were not "
+                            "smoke-tested", "run once without -n (Snakemake then pulls it), or point container: at a local image")]
+        result = smoke_test(self.checker.runtime, image, args, os.getcwd())
+        if result.ok:
+            return []
+        what = "; ".join(result.weakened) or result.fatal
+        return [Finding("SC207", ERROR, rule, f"starting the image with this rule's flags failed or was weakened: {what}",
+                        "see the runtime's message; ask the site admin, or change the rule's policy",
+                        job=f"{self.checker.runtime.binary} exec {shlex.join(args)} {image} true")]
+
+    def _report(self, findings: list[Finding]) -> None:
+        from snakemake.logging import logger
+
+        if has_errors(findings):
+            raise _workflow_error("the containment policy failed its checks; nothing was submitted.\n" + render(findings))
+        if findings:
+            logger.warning(f"{PREFIX}:\n{render(findings)}")

@@ -1,0 +1,1 @@
+"""Built-in presets and checks, registered as ordinary plugins."""

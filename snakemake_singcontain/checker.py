@@ -1,0 +1,74 @@
+"""Policy x runtime x plugins -> rule plans, job plans and findings. The one place the pieces meet.
+
+Pure but for one edge: whether bind sources exist on this host (asked once per rule).
+"""
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+import pluggy
+
+from .findings import Finding
+from .plan import JobPlan, JobSpec, RulePlan, job_plan, rule_plan
+from .policy import Layer, Policy, Settings, check_presets, layers_for, merge, parse_layer
+from .runtime import RuntimeInfo
+
+
+class Checker:
+    def __init__(self, policy: Policy, runtime: RuntimeInfo | None, pm: pluggy.PluginManager, *, workdir: str,
+                 rule_kinds: Mapping[str, str], environ: Mapping[str, str] | None = None):
+        self.policy, self.runtime, self.pm, self.workdir = policy, runtime, pm, workdir
+        self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | run
+        self.environ = os.environ if environ is None else environ
+        self.presets: dict[str, Layer] = {}
+        for impl in pm.hook.singcontain_presets.get_hookimpls():
+            for name, data in (impl.function() or {}).items():
+                self.presets[name] = self._layer(data, f"preset {name}", impl.plugin_name)
+        self.presets.update(policy.presets)
+        check_presets(policy, self.presets)
+        self.floors = tuple(replace(floor, plugin=impl.plugin_name)
+                            for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function()))
+        self._settings: dict[str, Settings] = {}
+        self._rule_plans: dict[tuple, RulePlan] = {}
+
+    def _layer(self, data, label: str, plugin: str) -> Layer:
+        return parse_layer(data, label=label, file=f"plugin {plugin}", env=self.environ, base_dir=self.workdir)
+
+    def settings(self, rule: str) -> Settings:
+        if rule not in self._settings:
+            adjustments = [self._layer(data, f"plugin {impl.plugin_name}", impl.plugin_name)
+                           for impl in self.pm.hook.singcontain_adjust_rule.get_hookimpls()
+                           if (data := impl.function(rule=rule))]
+            self._settings[rule] = merge(layers_for(self.policy, rule, self.presets, adjustments))
+        return self._settings[rule]
+
+    def rule_plan(self, rule: str, image: str | None) -> RulePlan:
+        key = (rule, image)
+        if key not in self._rule_plans:
+            settings = self.settings(rule)
+            missing = frozenset(b.src for b in settings.binds if not os.path.exists(b.src))
+            defaults = self.runtime.default_mounts if self.runtime else ()
+            self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
+                                              self.floors, defaults, missing)
+        return self._rule_plans[key]
+
+    def job_plan(self, job: JobSpec) -> JobPlan:
+        return job_plan(self.rule_plan(job.rule, job.image), job)
+
+    def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True) -> list[Finding]:
+        """Every finding for these jobs: workflow-level once (unless a single job is re-checked), rule-level
+        once per rule and image, then per job."""
+        hook = self.pm.hook
+        findings = []
+        if whole_workflow:
+            findings += [f for found in hook.singcontain_check_workflow(policy=self.policy, rules=list(self.rule_kinds))
+                         for f in found]
+        checked_rules = set()
+        for job in jobs:
+            plan = self.job_plan(job)
+            if (job.rule, job.image) not in checked_rules:
+                checked_rules.add((job.rule, job.image))
+                findings += [f for found in hook.singcontain_check_rule(plan=plan.rule, runtime=self.runtime) for f in found]
+            findings += [f for found in hook.singcontain_check_job(plan=plan, runtime=self.runtime) for f in found]
+        return findings

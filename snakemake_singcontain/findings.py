@@ -1,0 +1,78 @@
+"""Findings: what a check reports. Codes are stable; docs/checks.md documents every one."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+
+CODES = {
+    "SC101": "a `rules:` key matches no rule of the workflow",
+    "SC102": "a rule asks for containment but has no image",
+    "SC103": "a contained rule uses `run:` (its Python runs on the host)",
+    "SC104": "a flag the plugin owns is passed through `args` or --apptainer-args",
+    "SC105": "a rule goes below a site plugin's floor",
+    "SC201": "the runtime's configuration disables a requested namespace",
+    "SC202": "the runtime's configuration forbids user binds (user bind control = no)",
+    "SC203": "user namespaces are unavailable to a non-setuid runtime",
+    "SC204": "a network type the runtime does not allow",
+    "SC205": "the runtime mounts all host filesystems (mount hostfs = yes)",
+    "SC206": "a bind path that Apptainer's --bind syntax cannot express",
+    "SC207": "the smoke test of a rule's flags failed or was weakened by the runtime",
+    "SC208": "no container runtime found",
+    "SC301": "a required bind source does not exist",
+    "SC302": "an optional bind source does not exist and is skipped",
+    "SC306": "a writable bind on or under a protected path, or of /",
+    "SC401": "a job input is not visible in the container",
+    "SC402": "a job output or log is not writable in the container",
+    "SC403": "a job input is a symlink resolving outside what the container sees",
+    "SC404": "an IPC namespace without contain/containall leaves the host's /dev/shm shared",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str
+    rule: str
+    message: str
+    fix: str
+    job: str | None = None  # an example job, e.g. "simulate[sample=a]"
+    where: str | None = None  # the policy line responsible, when known
+
+
+@dataclass(frozen=True)
+class Group:
+    """One finding, or the same check failing for many jobs of one rule, told once with a job count."""
+
+    first: Finding
+    jobs: int
+
+
+def group(findings: Iterable[Finding]) -> list[Group]:
+    groups: dict[tuple, list] = {}
+    for f in findings:
+        key = (f.code, f.rule, f.severity, f.message if f.job is None else None)
+        if key in groups:
+            groups[key][1] += 1
+        else:
+            groups[key] = [f, 1]
+    order = {ERROR: 0, WARNING: 1, NOTE: 2}
+    return sorted((Group(f, n) for f, n in groups.values()), key=lambda g: (order[g.first.severity], g.first.rule, g.first.code))
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.severity == ERROR for f in findings)
+
+
+def render(findings: Iterable[Finding]) -> str:
+    lines = []
+    for g in group(findings):
+        f = g.first
+        more = f" (and {g.jobs - 1} more jobs of this rule)" if g.jobs > 1 else ""
+        lines.append(f"{f.severity} {f.code} rule {f.rule}: {f.message}{more}")
+        if f.job:
+            lines.append(f"    job: {f.job}")
+        if f.where:
+            lines.append(f"    set at: {f.where}")
+        lines.append(f"    fix: {f.fix}")
+    return "\n".join(lines)

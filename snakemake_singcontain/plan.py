@@ -1,0 +1,135 @@
+"""Policy settings x a job -> an immutable plan: ordered binds (auto-binds included) and what the job will see.
+
+Paths are host paths; a job refers to its files by host path, so a file is usable inside only where the
+container shows that same host folder at that same path.
+"""
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .policy import Bind, Floor, Origin, Settings
+
+AUTO = Origin("auto-bind", "job files")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the plan needs to know of a job; built from Snakemake's job by the bridge."""
+
+    rule: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # outputs and logs: everything the job writes
+    wildcards: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    symlinks: Mapping[str, str] = field(default_factory=dict)  # input -> real host path, where they differ
+
+    @property
+    def label(self) -> str:
+        if not self.wildcards:
+            return self.rule
+        return f"{self.rule}[{', '.join(f'{k}={v}' for k, v in self.wildcards.items())}]"
+
+
+@dataclass(frozen=True)
+class Mount:
+    src: str
+    dst: str
+    mode: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """Everything about a rule that does not depend on the job: computed once per rule and image."""
+
+    rule: str
+    kind: str  # shell | script | notebook | wrapper | cwl | run
+    image: str | None
+    workdir: str
+    settings: Settings
+    floors: tuple[Floor, ...] = ()
+    mounts: Mapping[str, Mount] = field(default_factory=dict)  # by destination: workdir, defaults, policy binds
+    missing: frozenset[str] = frozenset()  # bind sources that do not exist on this host
+
+    @property
+    def contained(self) -> bool:
+        return self.settings.isolates
+
+
+def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: Settings,
+              floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
+              missing: frozenset[str] = frozenset()) -> RulePlan:
+    """default_mounts: host folders the runtime shows without --contain (e.g. /tmp), from its configuration."""
+    mounts: dict[str, Mount] = {}
+    if settings.containment == "none":
+        for path in default_mounts:
+            mounts[path] = Mount(path, path, "rw", "runtime default mount")
+    # Snakemake always passes --home WORKDIR: the workdir is mounted read-write at its own path (also
+    # under --contain/--containall, measured with Apptainer 1.4.5).
+    mounts[workdir] = Mount(workdir, workdir, "rw", "Snakemake --home")
+    for bind in settings.binds:
+        if bind.src in missing:
+            continue
+        mounts[bind.dst] = Mount(bind.src, bind.dst, bind.mode, str(bind.origin or "policy"))
+    return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing)
+
+
+def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
+    """The mount serving container `path`, and whether it shows the host's own `path` there."""
+    probe = path
+    while True:
+        mount = mounts.get(probe)
+        if mount is not None:
+            rest = path[len(probe):].lstrip("/")
+            return mount, (posixpath.join(mount.src, rest) if rest else mount.src) == path
+        if probe == "/":
+            return None, False
+        probe = posixpath.dirname(probe)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: JobSpec
+    rule: RulePlan
+    binds: tuple[Bind, ...]  # policy binds then auto-binds, parents before children, no duplicates
+    mounts: Mapping[str, Mount]
+    problems: tuple[tuple[str, str, str], ...] = ()  # (kind, path, why): files the job cannot use
+
+    def access(self, host_path: str) -> str | None:
+        """'rw' or 'ro' if the job sees `host_path` at the same path inside the container, else None."""
+        mount, same = lookup(self.mounts, _absolute(host_path, self.rule.workdir))
+        return mount.mode if mount and same else None
+
+
+def _absolute(path: str, workdir: str) -> str:
+    return posixpath.normpath(posixpath.join(workdir, path))
+
+
+def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
+    mounts = dict(rule.mounts)
+    auto: dict[str, Bind] = {}
+    problems = []
+    modes = rule.settings.auto_binds
+    # Outputs first: an input beside an output then shares the output's writable folder bind.
+    files = [("output", p, modes.outputs) for p in job.outputs] + [("input", p, modes.inputs) for p in job.inputs]
+    for kind, path, auto_mode in files:
+        path = _absolute(path, rule.workdir)
+        mount, same = lookup(mounts, path)
+        if mount is not None and not same:
+            problems.append((kind, path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
+        elif mount is None and auto_mode:
+            folder = posixpath.dirname(path)
+            auto[folder] = Bind(folder, folder, auto_mode, required=False, origin=AUTO)
+            mounts[folder] = Mount(folder, folder, auto_mode, "auto-bind")
+        elif mount is None:
+            problems.append((kind, path, "no bind shows it and auto_binds is off for it"))
+        elif kind == "output" and mount.mode != "rw":
+            problems.append((kind, path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
+    for path, real in job.symlinks.items():
+        mount, same = lookup(mounts, real)
+        if not (mount and same):
+            problems.append(("symlink", _absolute(path, rule.workdir), f"it resolves to {real}, which the container does not show"))
+    present = (b for b in rule.settings.binds if b.src not in rule.missing)
+    binds = sorted((*present, *auto.values()), key=lambda b: b.dst.count("/"))
+    return JobPlan(job, rule, tuple(binds), mounts, tuple(problems))

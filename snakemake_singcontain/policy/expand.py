@@ -1,0 +1,59 @@
+"""`${VAR}` and `${VAR:-default}` (defaults may nest: `${DUST:-/nfs/dust/${USER}}`); `$$` is a literal `$`."""
+
+from collections.abc import Mapping
+
+
+class UnsetVariable(Exception):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class BadSyntax(Exception):
+    pass
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    value, end = _expand(text, 0, env, nested=False)
+    return value
+
+
+def _expand(text: str, pos: int, env: Mapping[str, str], nested: bool) -> tuple[str, int]:
+    out = []
+    while pos < len(text):
+        char = text[pos]
+        if nested and char == "}":
+            return "".join(out), pos
+        if char != "$":
+            out.append(char)
+            pos += 1
+        elif text.startswith("$$", pos):
+            out.append("$")
+            pos += 2
+        elif text.startswith("${", pos):
+            value, pos = _variable(text, pos + 2, env)
+            out.append(value)
+        else:
+            raise BadSyntax(f"a lone '$' at character {pos + 1}; write ${{NAME}} for a variable or $$ for a '$'")
+    if nested:
+        raise BadSyntax("a '${' is never closed with '}'")
+    return "".join(out), pos
+
+
+def _variable(text: str, pos: int, env: Mapping[str, str]) -> tuple[str, int]:
+    start = pos
+    while pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
+        pos += 1
+    name = text[start:pos]
+    if not name or name[0].isdigit():
+        raise BadSyntax(f"'${{{text[start:pos + 1]}' does not start a variable name")
+    if text.startswith(":-", pos):
+        default, pos = _expand(text, pos + 2, env, nested=True)
+        value = env.get(name) or default
+    elif text.startswith("}", pos):
+        if name not in env:
+            raise UnsetVariable(name)
+        value = env[name]
+    else:
+        raise BadSyntax(f"after ${{{name} expected '}}' or ':-default}}'")
+    return value, pos + 1

@@ -1,0 +1,210 @@
+"""Policy file (YAML, version 1) -> Policy. Every mistake is a PolicyError naming file:line, key and fix."""
+
+import os
+import posixpath
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import PolicyError
+from .expand import BadSyntax, UnsetVariable, expand
+from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Layer, Origin, Policy
+from .yaml_lines import load_with_lines
+
+TOP_KEYS = ("version", "runtime", "image", "defaults", "presets", "rules")
+LAYER_KEYS = ("use", "containment", "namespaces", "network", "cleanenv", "env", "binds", "auto_binds",
+              "writable_tmpfs", "gpu", "protected", "args")
+BIND_KEYS = ("src", "dst", "mode", "required")
+RUNTIMES = ("auto", "apptainer", "singularity")
+
+
+def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Policy:
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise PolicyError(f"cannot read the policy file: {err.strerror}", file=file,
+                          fix="check the path given to contain() or --policy") from None
+    env = os.environ if env is None else env
+    data, lines = load_with_lines(raw, file)
+    return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
+
+
+def parse_layer(data, *, label: str, file: str, env: Mapping[str, str], base_dir: str) -> Layer:
+    """A layer from plain data, e.g. a plugin's preset (no line numbers there)."""
+    return _Reader(file, {}, env, base_dir).layer(data, (), label)
+
+
+class _Reader:
+    def __init__(self, file: str, lines, env: Mapping[str, str], base_dir: str):
+        self.file, self.lines, self.env, self.base_dir = file, lines, env, base_dir
+
+    def fail(self, path: tuple, message: str, fix: str):
+        line = None
+        for end in range(len(path), -1, -1):  # the nearest line known for this key or a parent
+            line = self.lines.get(path[:end])
+            if line:
+                break
+        raise PolicyError(message, file=self.file, line=line, fix=fix)
+
+    def policy(self, data) -> Policy:
+        if not isinstance(data, dict):
+            self.fail((), "the policy must be a mapping with at least 'version: 1'", "start the file with: version: 1")
+        self.known_keys(data, (), TOP_KEYS, "the top level")
+        if data.get("version") != 1:
+            self.fail(("version",), f"unsupported policy version {data.get('version')!r}",
+                      "write 'version: 1' (the only version this plugin reads)")
+        runtime = data.get("runtime", "auto")
+        if runtime not in RUNTIMES:
+            self.fail(("runtime",), f"unknown runtime {runtime!r}", f"use one of: {', '.join(RUNTIMES)}")
+        image = data.get("image")
+        if image is not None:
+            image = self.text(image, ("image",))
+        presets = self.mapping(data.get("presets", {}), ("presets",))
+        rules = self.mapping(data.get("rules", {}), ("rules",))
+        return Policy(
+            file=self.file, version=1, runtime=runtime, image=image,
+            defaults=self.layer(data.get("defaults", {}), ("defaults",), "defaults"),
+            presets={name: self.layer(value, ("presets", name), f"preset {name}") for name, value in presets.items()},
+            rules=tuple((key, self.layer(value, ("rules", key), f"rules[{key!r}]")) for key, value in rules.items()),
+        )
+
+    def known_keys(self, data: dict, path: tuple, allowed: tuple, where: str):
+        for key in data:
+            if key not in allowed:
+                self.fail(path + (key,), f"unknown key {key!r} in {where}", f"use one of: {', '.join(allowed)}")
+
+    def mapping(self, value, path: tuple) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(path, f"'{path[-1]}' must be a mapping, not {_kind(value)}", f"write '{path[-1]}:' followed by indented 'key: value' lines")
+        return value
+
+    def text(self, value, path: tuple) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"'{_name(path)}' must be non-empty text, not {_kind(value)}", "write a quoted string")
+        if "\n" in value or "\0" in value:
+            self.fail(path, f"'{_name(path)}' contains a newline or NUL", "write it on one line")
+        try:
+            return expand(value, self.env)
+        except UnsetVariable as err:
+            self.fail(path, f"environment variable {err.name} is not set (in {value!r})",
+                      f"export {err.name}, or give a default: ${{{err.name}:-/some/path}}")
+        except BadSyntax as err:
+            self.fail(path, f"bad variable syntax in {value!r}: {err}", "write ${NAME} or ${NAME:-default}")
+
+    def boolean(self, value, path: tuple) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"'{_name(path)}' must be true or false, not {_kind(value)}", "write true or false")
+        return value
+
+    def strings(self, value, path: tuple) -> list:
+        if not isinstance(value, list):
+            self.fail(path, f"'{_name(path)}' must be a list, not {_kind(value)}", f"write {_name(path)}: [a, b]")
+        return [self.text(item, path + (i,)) for i, item in enumerate(value)]
+
+    def absolute(self, value: str, path: tuple) -> str:
+        if not value.startswith("/"):
+            self.fail(path, f"{value!r} is not an absolute path", "write a path starting with '/'")
+        return posixpath.normpath(value)
+
+    def layer(self, data, path: tuple, label: str) -> Layer:
+        data = self.mapping(data, path) if path else (data or {})
+        self.known_keys(data, path, LAYER_KEYS, label)
+        get = {}
+        if "containment" in data:
+            value = data["containment"]
+            if value not in CONTAINMENTS:
+                self.fail(path + ("containment",), f"unknown containment {value!r}", f"use one of: {', '.join(CONTAINMENTS)}")
+            get["containment"] = value
+        for key in ("namespaces", "env"):
+            if key in data:
+                items = self.strings(data[key], path + (key,))
+                for i, item in enumerate(items):
+                    name = item.removeprefix("-")
+                    if key == "namespaces" and name not in NAMESPACES:
+                        self.fail(path + (key, i), f"unknown namespace {item!r}", f"use any of: {', '.join(NAMESPACES)} (prefix '-' to drop an inherited one)")
+                    if key == "env" and not (name.replace("_", "a").isalnum() and not name[0].isdigit()):
+                        self.fail(path + (key, i), f"{item!r} is not an environment variable name", "write a name such as LANG")
+                get[key] = tuple(dict.fromkeys(items))
+        if "network" in data:
+            get["network"] = self.text(data["network"], path + ("network",))
+        for key in ("cleanenv", "writable_tmpfs", "gpu"):
+            if key in data:
+                get[key] = self.boolean(data[key], path + (key,))
+        if "use" in data:
+            get["use"] = tuple(self.strings(data["use"], path + ("use",)))
+        if "args" in data:
+            get["args"] = tuple(self.strings(data["args"], path + ("args",)))
+        if "protected" in data:
+            get["protected"] = tuple(self.absolute(p, path + ("protected", i))
+                                     for i, p in enumerate(self.strings(data["protected"], path + ("protected",))))
+        if "auto_binds" in data:
+            get["auto_binds"] = self.auto_binds(data["auto_binds"], path + ("auto_binds",))
+        if "binds" in data:
+            get["binds"] = self.binds(data["binds"], path + ("binds",), label)
+        key_lines = {key: self.lines.get(path + (key,)) for key in data}
+        origin = Origin(label, self.file, self.lines.get(path))
+        return Layer(origin=origin, key_lines=key_lines, **get)
+
+    def auto_binds(self, value, path: tuple) -> AutoBinds:
+        if value is False:
+            return AutoBinds(inputs=None, outputs=None)
+        value = self.mapping(value, path)
+        self.known_keys(value, path, ("inputs", "outputs"), "auto_binds")
+        result = {}
+        for key, allowed in (("inputs", ("ro", "rw", False)), ("outputs", ("rw", False))):
+            mode = value.get(key, "ro" if key == "inputs" else "rw")
+            if mode not in allowed:
+                self.fail(path + (key,), f"auto_binds.{key} cannot be {mode!r}", f"use one of: {', '.join(map(str, allowed))}")
+            result[key] = mode or None
+        return AutoBinds(**result)
+
+    def binds(self, value, path: tuple, label: str) -> tuple[Bind, ...]:
+        if not isinstance(value, list):
+            self.fail(path, f"'binds' must be a list, not {_kind(value)}", "write binds: [/cvmfs:ro, {src: ..., dst: ..., mode: rw}]")
+        by_dst: dict[str, Bind] = {}
+        for i, item in enumerate(value):
+            bind = self.bind(item, path + (i,), label)
+            twin = by_dst.get(bind.dst)
+            if twin and twin != bind:
+                self.fail(path + (i,), f"destination {bind.dst} is bound twice in one list ({twin.src}:{twin.mode} and {bind.src}:{bind.mode})",
+                          "keep one bind for each destination")
+            by_dst[bind.dst] = bind
+        return tuple(by_dst.values())
+
+    def bind(self, item, path: tuple, label: str) -> Bind:
+        origin = Origin(label, self.file, self.lines.get(path))
+        if isinstance(item, str):
+            text = self.text(item, path)
+            parts = text.split(":")
+            mode = "ro"
+            if len(parts) > 1 and parts[-1] in MODES:
+                mode = parts.pop()
+            if len(parts) > 2 or not all(parts):
+                self.fail(path, f"bad bind {item!r}", "write SRC[:DST][:ro|rw], or the long form {src: ..., dst: ..., mode: ro} for a path with ':'")
+            src, dst, required = parts[0], (parts[1] if len(parts) == 2 else None), True
+        else:
+            item = self.mapping(item, path)
+            self.known_keys(item, path, BIND_KEYS, "a bind")
+            if "src" not in item:
+                self.fail(path, "a bind needs 'src'", "write {src: /host/path, dst: /container/path, mode: ro}")
+            src = self.text(item["src"], path + ("src",))
+            dst = self.text(item["dst"], path + ("dst",)) if "dst" in item else None
+            mode = item.get("mode", "ro")
+            if mode not in MODES:
+                self.fail(path + ("mode",), f"unknown bind mode {mode!r}", "use ro or rw")
+            required = self.boolean(item.get("required", True), path + ("required",))
+        src = posixpath.normpath(posixpath.join(self.base_dir, src))  # relative to the policy's folder
+        dst = dst or src
+        if not dst.startswith("/"):
+            self.fail(path, f"bind destination {dst!r} is not absolute", "write a destination starting with '/'")
+        return Bind(src=src, dst=posixpath.normpath(dst), mode=mode, required=required, origin=origin)
+
+
+def _name(path: tuple) -> str:
+    return ".".join(str(p) for p in path) or "the file"
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", type(None): "empty"}.get(type(value), type(value).__name__)

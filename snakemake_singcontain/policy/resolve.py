@@ -1,0 +1,98 @@
+"""Merge a rule's layers into its effective Settings.
+
+Precedence, lowest first: built-ins < `defaults` < presets named in `use` (defaults' first, then each
+matching entry's, in order; a preset's own `use` comes before it) < matching glob keys (file order) <
+the exact rule name < plugin adjustments. Merging, layer by layer:
+- scalars (containment, network, cleanenv, writable_tmpfs, gpu, auto_binds): the later layer wins;
+- binds: accumulate; a later bind to the same destination replaces the earlier one;
+- namespaces, env: accumulate; an entry "-name" removes an inherited name;
+- protected, args: accumulate (a protected path can never be removed by a later layer).
+"""
+
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+
+from ..errors import PolicyError
+from .model import AutoBinds, Bind, Layer, Origin, Policy, Settings
+
+BUILTIN_PROTECTED = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr")
+
+BUILTIN = Layer(
+    origin=Origin("built-in", "snakemake-singcontain"),
+    containment="contain", namespaces=(), network="none", cleanenv=False, env=(),
+    auto_binds=AutoBinds(), writable_tmpfs=False, gpu=False, protected=BUILTIN_PROTECTED,
+)
+
+SCALARS = ("containment", "network", "cleanenv", "writable_tmpfs", "gpu", "auto_binds")
+
+
+def is_pattern(key: str) -> bool:
+    return any(c in key for c in "*?[")
+
+
+def matching_layers(policy: Policy, rule: str) -> list[Layer]:
+    globs = [layer for key, layer in policy.rules if is_pattern(key) and fnmatchcase(rule, key)]
+    exact = [layer for key, layer in policy.rules if key == rule]
+    return globs + exact
+
+
+def check_presets(policy: Policy, presets: Mapping[str, Layer]) -> None:
+    """Fail on an unknown preset name or a `use` cycle anywhere in the policy, used or not."""
+    for layer in [policy.defaults, *presets.values(), *(layer for _, layer in policy.rules)]:
+        _expand_use(layer, presets, ())
+
+
+def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ...]) -> list[Layer]:
+    out = []
+    for name in layer.use:
+        where = dict(file=layer.origin.file, line=layer.key_lines.get("use") or layer.origin.line)
+        if name not in presets:
+            known = ", ".join(sorted(presets)) or "none defined"
+            raise PolicyError(f"{layer.origin.layer} uses unknown preset {name!r}", fix=f"use one of: {known}", **where)
+        if name in chain:
+            raise PolicyError(f"presets use each other in a cycle: {' -> '.join(chain + (name,))}",
+                              fix="remove one of the 'use' entries", **where)
+        out += _expand_use(presets[name], presets, chain + (name,)) + [presets[name]]
+    return out
+
+
+def layers_for(policy: Policy, rule: str, presets: Mapping[str, Layer], adjustments: Sequence[Layer] = ()) -> list[Layer]:
+    own = matching_layers(policy, rule)
+    used = [p for layer in [policy.defaults, *own] for p in _expand_use(layer, presets, ())]
+    return [BUILTIN, policy.defaults, *used, *own, *adjustments]
+
+
+def merge(layers: Sequence[Layer]) -> Settings:
+    values: dict = {}
+    origins: dict[str, str] = {}
+    binds: dict[str, Bind] = {}
+    lists = {"namespaces": [], "env": []}
+    protected: list[str] = []
+    args: list[str] = []
+
+    def note(key: str, layer: Layer):
+        origins[key] = str(Origin(layer.origin.layer, layer.origin.file, layer.key_lines.get(key) or layer.origin.line))
+
+    for layer in layers:
+        for key in SCALARS:
+            if getattr(layer, key) is not None:
+                values[key] = getattr(layer, key)
+                note(key, layer)
+        for key, current in lists.items():
+            for item in getattr(layer, key) or ():
+                name = item.removeprefix("-")
+                if name in current:
+                    current.remove(name)
+                if not item.startswith("-"):
+                    current.append(name)
+                note(key, layer)
+        for bind in layer.binds:
+            binds.pop(bind.dst, None)
+            binds[bind.dst] = bind
+        if layer.binds:
+            note("binds", layer)
+        protected += [p for p in layer.protected if p not in protected]
+        args += layer.args
+    return Settings(**values, namespaces=tuple(lists["namespaces"]), env=tuple(lists["env"]),
+                    binds=tuple(binds.values()), protected=tuple(protected), args=tuple(args), origins=origins)
+

@@ -13,10 +13,12 @@ Anything else found is refused (fail closed) with a message naming the Snakemake
 """
 
 import inspect
+import json
 import os
 import shlex
 import sys
 
+from . import report
 from .argv import apptainer_args, bind_args, owned_flags, settings_args
 from .checker import Checker
 from .errors import PolicyError
@@ -24,7 +26,7 @@ from .findings import ERROR, WARNING, Finding, has_errors, render
 from .plan import JobSpec
 from .plugins import plugin_manager
 from .policy import load_policy
-from .runtime import detect, smoke_test
+from .runtime import SmokeResult, detect, smoke_test
 
 SUPPORTED_MAJORS = (8, 9)
 RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "container_img", "singularity_args", "use_singularity")
@@ -101,7 +103,7 @@ class _Bridge:
     def __init__(self, workflow, policy):
         self.workflow, self.policy = workflow, policy
         self._checker = None
-        self._smoked: dict[tuple, list[Finding]] = {}
+        self._smoked: dict[tuple, SmokeResult] = {}
 
     @property
     def use_apptainer(self) -> bool:
@@ -200,9 +202,15 @@ class _Bridge:
             findings += self._global_args_findings(rule)
         if not has_errors(findings):
             findings += self._smoke_tests(jobs)
+        if os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
+            audit = report.build(self.checker, jobs, findings, os.environ,
+                                 with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS") == "1")
+            with open(os.environ["SINGCONTAIN_REPORT"], "w") as f:
+                json.dump(audit, f)
         self._report(findings)
 
     def _smoke_tests(self, jobs: list[JobSpec]) -> list[Finding]:
+        """Start each distinct (image, rule flags) once, as the job would be started; cached for the run."""
         runtime = self.checker.runtime
         if runtime is None:
             return []
@@ -211,23 +219,23 @@ class _Bridge:
             plan = self.checker.rule_plan(job.rule, job.image)
             binds = [b for b in plan.settings.binds if b.src not in plan.missing]
             args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
+            command = f"{runtime.binary} exec {shlex.join(args)} {job.image} true"
+            if not os.path.exists(job.image):
+                findings.append(Finding("SC207", WARNING, job.rule, f"image {job.image} is not on this host yet, so "
+                                        "the rule's flags were not smoke-tested",
+                                        "run once without -n (Snakemake then pulls it), or point container: at a local image"))
+                continue
             key = (job.image, tuple(args))
             if key not in self._smoked:
-                self._smoked[key] = self._smoke(job.rule, job.image, args)
-            findings += self._smoked[key]
+                self._smoked[key] = smoke_test(runtime, job.image, args, os.getcwd())
+            result = self._smoked[key]
+            if not result.ok:
+                what = "; ".join(result.weakened) or result.fatal
+                findings.append(Finding("SC207", ERROR, job.rule, f"starting the image with this rule's flags failed "
+                                        f"or was weakened: {what}",
+                                        f"run `{command}` to see the runtime's message; ask the site admin, or change "
+                                        "the rule's policy"))
         return findings
-
-    def _smoke(self, rule: str, image: str, args: list[str]) -> list[Finding]:
-        if not os.path.exists(image):
-            return [Finding("SC207", WARNING, rule, f"image {image} is not on this host yet, so its flags were not "
-                            "smoke-tested", "run once without -n (Snakemake then pulls it), or point container: at a local image")]
-        result = smoke_test(self.checker.runtime, image, args, os.getcwd())
-        if result.ok:
-            return []
-        what = "; ".join(result.weakened) or result.fatal
-        return [Finding("SC207", ERROR, rule, f"starting the image with this rule's flags failed or was weakened: {what}",
-                        "see the runtime's message; ask the site admin, or change the rule's policy",
-                        job=f"{self.checker.runtime.binary} exec {shlex.join(args)} {image} true")]
 
     def _report(self, findings: list[Finding]) -> None:
         from snakemake.logging import logger

@@ -69,7 +69,7 @@ def detect(preference: str = "auto", environ: Mapping[str, str] | None = None) -
     binary = next((found for name in names if (found := shutil.which(name, path=environ.get("PATH")))), None)
     if binary is None:
         return None
-    flavour, version = parse_version(_run([binary, "--version"]))
+    flavour, version = parse_version(_run([binary, "--version"]).stdout)
     conf_file, setuid = _locate_conf(binary, flavour)
     conf = {}
     if conf_file:
@@ -81,18 +81,22 @@ def detect(preference: str = "auto", environ: Mapping[str, str] | None = None) -
     return RuntimeInfo(flavour, version, binary, conf, conf_file, setuid, _userns_available())
 
 
-def _run(argv: Sequence[str]) -> str:
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
-        return ""
+        return subprocess.CompletedProcess(argv, 1, "", "")
 
 
 def _locate_conf(binary: str, flavour: str) -> tuple[str | None, bool]:
-    cfg = dict(line.split("=", 1) for line in _run([binary, "buildcfg"]).splitlines() if "=" in line)
+    # A relocated install reads PREFIX/etc/…/apptainer.conf while `buildcfg` still prints the compiled-in
+    # SYSCONFDIR (measured, Apptainer 1.4.5), so ask the runtime which file it parses (-d logs it).
+    done = _run([binary, "-d", "buildcfg"])
+    cfg = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     name = "apptainer" if flavour == "apptainer" else "singularity"
+    parsed = re.search(r"Parsing configuration file (\S+)", done.stderr)
     sysconf, libexec = cfg.get("SYSCONFDIR"), cfg.get("LIBEXECDIR")
-    conf_file = os.path.join(sysconf, name, f"{name}.conf") if sysconf else None
+    conf_file = parsed.group(1) if parsed else os.path.join(sysconf, name, f"{name}.conf") if sysconf else None
     starter = os.path.join(libexec, name, "bin", "starter-suid") if libexec else ""
     setuid = bool(starter) and os.path.exists(starter) and bool(os.stat(starter).st_mode & 0o4000)
     return conf_file, setuid

@@ -1,0 +1,49 @@
+"""The audit of a check: findings, a per-rule summary and (on request) every job's flags, as plain data.
+
+The bridge writes it as JSON when the `singcontain` command asks (SINGCONTAIN_REPORT=path); the command
+renders it. Plain data keeps the command free of Snakemake internals.
+"""
+
+import shlex
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+from .argv import apptainer_args
+from .checker import Checker
+from .findings import Finding
+from .plan import JobSpec
+
+
+def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding], environ: Mapping[str, str],
+          with_jobs: bool = False) -> dict:
+    counts = Counter(job.rule for job in jobs)
+    images = {job.rule: job.image for job in jobs}
+    rules = {}
+    for rule in sorted(counts):
+        s = checker.settings(rule)
+        rules[rule] = {
+            "containment": s.containment if images[rule] else "host (no image)",
+            "namespaces": list(s.effective_namespaces),
+            "cleanenv": s.effective_cleanenv,
+            "env": list(s.env),
+            "binds_ro": [f"{b.src}:{b.dst}" for b in s.binds if b.mode == "ro"],
+            "binds_rw": [f"{b.src}:{b.dst}" for b in s.binds if b.mode == "rw"],
+            "auto_binds": {"inputs": s.auto_binds.inputs, "outputs": s.auto_binds.outputs},
+            "image": images[rule],
+            "jobs": counts[rule],
+            "origins": dict(s.origins),
+        }
+    report = {"findings": [asdict(f) for f in findings], "rules": rules}
+    if with_jobs:
+        runtime = checker.runtime
+        report["jobs"] = []
+        for job in jobs:
+            plan = checker.job_plan(job)
+            try:
+                args = shlex.join(apptainer_args(plan, runtime, environ)) if job.image else None
+            except ValueError as err:  # a path --bind cannot express: reported as SC206
+                args = f"(not expressible: {err})"
+            report["jobs"].append({"rule": job.rule, "job": job.label, "image": job.image, "apptainer_args": args,
+                                   "binds": [asdict(b) | {"origin": str(b.origin)} for b in plan.binds]})
+    return report

@@ -1,0 +1,45 @@
+"""The runtime facts and the smoke test, against the real Apptainer with site settings changed."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import as_user, owned_dir
+
+pytestmark = pytest.mark.apptainer
+
+PROBE = """
+import json, os, sys
+from snakemake_singcontain.runtime import detect, smoke_test
+runtime = detect()
+result = smoke_test(runtime, sys.argv[1], sys.argv[2:], os.getcwd())
+print(json.dumps({"conf": runtime.conf_file, "pid_allowed": runtime.allows("allow pid ns"),
+                  "binds_allowed": runtime.allows("user bind control"), "ok": result.ok,
+                  "weakened": result.weakened, "fatal": result.fatal}))
+"""
+
+
+def probe(image, *flags, bin_dir=None) -> dict:
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"} if bin_dir else {}
+    run = as_user([sys.executable, "-c", PROBE, image, *flags], cwd=owned_dir("singcontain-probe-"), env=env)
+    assert run.returncode == 0, run
+    return json.loads(run.output.strip().splitlines()[-1])
+
+
+def test_plain_start_passes(image):
+    seen = probe(image, "--contain", "--pid")
+    assert seen["ok"] and seen["pid_allowed"] and seen["conf"].endswith("apptainer.conf")
+
+
+def test_pid_namespace_silently_dropped_by_site_is_caught(image, runtime_with_conf):
+    seen = probe(image, "--pid", bin_dir=runtime_with_conf({"allow pid ns": "no"}))
+    assert not seen["pid_allowed"]  # the static check (SC201) reads it ...
+    assert not seen["ok"] and any("Not virtualizing" in line for line in seen["weakened"])  # ... and so does the smoke test
+
+
+def test_user_bind_control_off_is_caught(image, runtime_with_conf):
+    seen = probe(image, "--contain", bin_dir=runtime_with_conf({"user bind control": "no"}))
+    assert not seen["binds_allowed"]
+    assert not seen["ok"] and "user bind control" in seen["fatal"]  # Snakemake's --home is refused

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Usage: tools/venv.sh 8|9 — a virtualenv with the supported Snakemake of that major, its executor
+# plugins, and this project installed (not editable: the ordinary test user must be able to read it all).
+# Made from Debian's /usr/bin/python3 under /opt, since the default Python lives under /root (mode 700).
+# Prints the venv's path. Idempotent: reinstalls only this project when nothing else changed.
+set -euo pipefail
+major=${1:?usage: tools/venv.sh 8|9}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+case $major in
+  # The versions we support and test: the latest 8.x and 9.x.
+  8) pins="snakemake==8.30.0 snakemake-executor-plugin-cluster-generic==1.0.9" ;;
+  9) pins="snakemake==9.27.1 snakemake-executor-plugin-cluster-generic==1.0.9 snakemake-executor-plugin-slurm==2.8.0" ;;
+  *) echo "tools/venv.sh: Snakemake major must be 8 or 9" >&2; exit 2 ;;
+esac
+venv=${SINGCONTAIN_HOME:-/opt/singcontain}/venv-snakemake$major
+log=$(mktemp /tmp/singcontain-venv.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+stamp="$pins $(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
+{
+  if [ ! -x "$venv/bin/python" ]; then
+    command -v /usr/bin/python3 >/dev/null || apt-get install -y -q python3 python3-venv
+    /usr/bin/python3 -m venv "$venv" || { apt-get install -y -q python3-venv && /usr/bin/python3 -m venv "$venv"; }
+  fi
+  if [ "$(cat "$venv/.singcontain-stamp" 2>/dev/null)" != "$stamp" ]; then
+    "$venv/bin/pip" install -q --upgrade pip
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q $pins "$repo[test]"
+    echo "$stamp" > "$venv/.singcontain-stamp"
+  fi
+  "$venv/bin/pip" install -q --no-deps --force-reinstall "$repo"
+} >"$log" 2>&1 || { tail -30 "$log" >&2; echo "tools/venv.sh: creating $venv failed" >&2; exit 1; }
+chmod -R a+rX "$venv"
+echo "$venv"

@@ -14,11 +14,14 @@ def singcontain_check_rule(plan, runtime):
                       "load the site's apptainer module, or install Apptainer (https://apptainer.org/docs/admin/latest/installation.html)")
         return
     conf = runtime.conf_file or "apptainer.conf"
-    if "pid" in s.effective_namespaces and not runtime.allows("allow pid ns"):
-        yield Finding("SC201", ERROR, rule, f"a PID namespace is asked for, but {conf} says 'allow pid ns = no' "
-                      "(the runtime would only warn and run the job in the host's PID namespace)",
-                      "ask the site to allow PID namespaces, or drop pid (and containall) for this rule",
-                      where=s.origins.get("namespaces") or s.origins.get("containment"))
+    for ns in s.effective_namespaces:
+        # Measured with `allow pid ns = no`: the runtime only warns and runs the job in the host's namespace.
+        if ns != "net" and not runtime.allows(f"allow {ns} ns"):
+            yield Finding("SC201", ERROR, rule, f"a {ns} namespace is asked for, but {conf} says 'allow {ns} ns = no' "
+                          "(the runtime would run the job in the host's namespace)",
+                          f"ask the site to allow {ns} namespaces, or drop {ns} for this rule"
+                          + (" (containall implies pid and ipc)" if s.containment == "containall" else ""),
+                          where=s.origins.get("namespaces") or s.origins.get("containment"))
     if not runtime.allows("user bind control"):
         yield Finding("SC202", ERROR, rule, f"{conf} says 'user bind control = no': binds are ignored and "
                       "Snakemake's --home is refused", "ask the site to enable user bind control, or run this rule elsewhere")

@@ -17,7 +17,8 @@ EXECUTORS = {
     "local": [],
     # A "cluster" whose submit command runs the job script right here: the job re-parses the Snakefile
     # in a fresh process, as on a compute node.
-    "cluster-generic": ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "2"],
+    "cluster-generic": ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "2",
+                        "--seconds-between-status-checks", "1"],
 }
 
 

@@ -20,6 +20,15 @@ USER = os.environ.get("SINGCONTAIN_TEST_USER", "singtest")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
+# Snakemake's Slurm plugin polls sacct by default, which hangs silently without accounting (measured):
+# squeue is the status command here; cluster-generic gets a squeue-based status script.
+SLURM_ARGS = ["--executor", "slurm", "-j", "4", "--slurm-status-command", "squeue",
+              "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "1",
+              "--default-resources", "slurm_partition=main", "slurm_account=test"]
+SBATCH_ARGS = ["--executor", "cluster-generic", "-j", "4", "--seconds-between-status-checks", "1",
+               "--cluster-generic-status-cmd", str(ROOT / "tools" / "slurm-status.sh")]
+
+
 def _user():
     try:
         return pwd.getpwnam(USER)
@@ -31,23 +40,35 @@ def _runtime():
     return shutil.which("apptainer") or shutil.which("singularity")
 
 
-def pytest_collection_modifyitems(config, items):
-    items = [item for item in items if "apptainer" in item.keywords or "slurm" in item.keywords]
-    problems = []
+def _missing(items) -> dict:
+    """For each test that needs them, what of the real environment is missing."""
+    base = []
     if not _runtime():
-        problems.append("no apptainer on PATH (run tools/install-apptainer.sh)")
+        base.append("no apptainer on PATH (run tools/install-apptainer.sh)")
     if _user() is None:
-        problems.append(f"no user {USER} (useradd -m {USER})")
+        base.append(f"no user {USER} (useradd -m {USER})")
     if os.geteuid() != 0:
-        problems.append("not root (tests switch to the ordinary test user)")
-    if not items or not problems:
-        return
-    if os.environ.get("CI"):
-        # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
-        raise pytest.UsageError("integration prerequisites missing: " + "; ".join(problems))
-    skip = pytest.mark.skip(reason="; ".join(problems))
+        base.append("not root (tests switch to the ordinary test user)")
+    slurm_items = [item for item in items if "slurm" in item.keywords]
+    slurm = []
+    if slurm_items and subprocess.run(["bash", str(ROOT / "tools/slurm.sh"), "status"], capture_output=True).returncode:
+        slurm.append("no Slurm running (bash tools/slurm.sh up)")
+    missing = {}
     for item in items:
-        item.add_marker(skip)
+        needs = (base if "apptainer" in item.keywords or "slurm" in item.keywords else []) + (
+            slurm if "slurm" in item.keywords else [])
+        if needs:
+            missing[item] = needs
+    return missing
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = _missing(items)
+    if missing and os.environ.get("CI"):
+        # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
+        raise pytest.UsageError("integration prerequisites missing: " + "; ".join(sorted({m for v in missing.values() for m in v})))
+    for item, needs in missing.items():
+        item.add_marker(pytest.mark.skip(reason="; ".join(needs)))
 
 
 def owned_dir(prefix: str) -> Path:

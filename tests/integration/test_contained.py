@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USER, chown_tree, owned_dir, snakemake
+from conftest import SBATCH_ARGS, SLURM_ARGS, USER, chown_tree, owned_dir, snakemake
 
 WORKFLOW = Path(__file__).parent / "workflows" / "contained"
 pytestmark = pytest.mark.apptainer
@@ -19,7 +19,11 @@ EXECUTORS = {
     # in a fresh process, as on a compute node.
     "cluster-generic": ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "2",
                         "--seconds-between-status-checks", "1"],
+    # The same workflow through a real Slurm on this machine (tools/slurm.sh).
+    "slurm": SLURM_ARGS,
+    "cluster-generic-sbatch": SBATCH_ARGS + ["--cluster-generic-submit-cmd", "sbatch --parsable --partition=main"],
 }
+SLURM = {"slurm", "cluster-generic-sbatch"}
 
 
 def host_ns(kind: str) -> str:
@@ -30,7 +34,8 @@ def read(path) -> dict:
     return dict(line.split("=", 1) for line in Path(path).read_text().split("\n") if "=" in line)
 
 
-@pytest.fixture(scope="module", params=list(EXECUTORS))
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=[pytest.mark.slurm] if name in SLURM else [])
+                                        for name in EXECUTORS])
 def ran(request, image):
     """One run of the whole workflow, with host-side markers the jobs must or must not see."""
     work, site = owned_dir("singcontain-wf-"), owned_dir("singcontain-site-")

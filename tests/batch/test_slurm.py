@@ -1,0 +1,83 @@
+"""Per-rule containment through a real Slurm (started by tools/slurm.sh): refused jobs never reach sbatch,
+and a bind missing on the node fails that job with one line in its log."""
+
+import subprocess
+
+import pytest
+
+from conftest import SBATCH_ARGS, SLURM_ARGS, chown_tree, owned_dir, snakemake
+
+pytestmark = [pytest.mark.apptainer, pytest.mark.slurm]
+
+EXECUTORS = {"slurm": SLURM_ARGS, "cluster-generic-sbatch": SBATCH_ARGS}
+
+SNAKEFILE = """\
+from snakemake_singcontain import contain
+contain(workflow, "containment.yaml")
+container: config["image"]
+
+rule all:
+    input: "{output}"
+
+rule read_conditions:
+    output: "{output}"
+    shell: "cat /cvmfs/conditions.txt > {{output}}"
+"""
+
+
+def slurm_jobs() -> set[str]:
+    """Every job slurmctld knows, finished ones included (kept for MinJobAge = 300 s)."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def workflow(policy: str, output="conditions.txt"):
+    work, site = owned_dir("singcontain-batch-"), owned_dir("singcontain-batch-site-")
+    (work / "Snakefile").write_text(SNAKEFILE.format(output=output))
+    (work / "containment.yaml").write_text(policy)
+    (site / "conditions.txt").write_text("alignment=v7\n")
+    chown_tree(work), chown_tree(site)
+    return work, site
+
+
+def submit_args(executor: str) -> list[str]:
+    if executor == "slurm":
+        return SLURM_ARGS
+    return SBATCH_ARGS + ["--cluster-generic-submit-cmd", "sbatch --parsable --partition=main -o slurm-%j.out"]
+
+
+REFUSALS = {
+    "output under a read-only bind": ('version: 1\ndefaults:\n  binds: ["{site}:ro"]\n', "{site}/results/out.txt", "SC402"),
+    "missing required bind source": ("version: 1\ndefaults:\n  binds: ['/nonexistent/sft:/cvmfs:ro']\n", "conditions.txt", "SC301"),
+    "namespace the runtime refuses": ("version: 1\ndefaults:\n  namespaces: [pid]\n", "conditions.txt", "SC201"),
+}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("case", REFUSALS)
+def test_refused_workflow_submits_nothing(executor, case, image, runtime_with_conf):
+    policy, output, code = REFUSALS[case]
+    work, site = workflow("")
+    (work / "containment.yaml").write_text(policy.format(site=site))
+    (work / "Snakefile").write_text(SNAKEFILE.format(output=output.format(site=site)))
+    env = {}
+    if code == "SC201":
+        env["PATH"] = f"{runtime_with_conf({'allow pid ns': 'no'})}:/usr/local/bin:/usr/bin:/bin"
+    before = slurm_jobs()
+    run = snakemake(work, *submit_args(executor), "--config", f"image={image}", env=env)
+    assert run.returncode != 0 and code in run.output and "nothing was submitted" in run.output, run
+    assert slurm_jobs() == before  # zero jobs reached Slurm
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_bind_missing_on_node_fails_the_job_with_one_line(executor, image):
+    # A bind source that exists where Snakemake submits but not where the job runs: SLURM_JOB_ID is set
+    # only inside a Slurm job, so the node expands the policy to a folder that is not there.
+    work, site = workflow('version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}/${SLURM_JOB_ID:-}", dst: /cvmfs, mode: ro}]\n')
+    run = snakemake(work, *submit_args(executor), "--config", f"image={image}", env={"CVMFS_ROOT": str(site)})
+    assert run.returncode != 0 and "Error in rule read_conditions" in run.output, run
+    logs = [p for p in work.rglob("*") if p.is_file() and ("slurm_logs" in str(p) or p.name.startswith("slurm-"))]
+    text = "\n".join(p.read_text() for p in logs)
+    lines = [line for line in text.splitlines() if "SC301" in line]
+    assert len(lines) == 1 and f"bind source {site}/" in lines[0] and "does not exist" in lines[0], text
+    assert not (work / "conditions.txt").exists()

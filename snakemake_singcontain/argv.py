@@ -13,8 +13,13 @@ NAMESPACE_FLAGS = {"pid": "--pid", "ipc": "--ipc", "uts": "--uts", "user": "--us
 OWNED_LONG = {"--contain", "--containall", "--pid", "--ipc", "--net", "--network", "--network-args", "--uts",
               "--userns", "--cleanenv", "--env", "--env-file", "--bind", "--mount", "--writable-tmpfs",
               "--writable", "--nv", "--rocm", "--home", "--no-home", "--no-mount", "--workdir", "--fakeroot",
-              "--add-caps", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname"}
-OWNED_SHORT = set("cCpinueBHWwf")
+              "--add-caps", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname", "--overlay",
+              "--fusemount", "--compat", "--netns-path", "--nvccli", "--sharens", "--no-pid"}
+OWNED_SHORT = set("cCpinueBHWwfo")
+# Every flag also reads an environment variable (APPTAINER_BIND for --bind …), plus these aliases.
+OWNED_ENV = {prefix + flag[2:].upper().replace("-", "_") for prefix in ("APPTAINER_", "SINGULARITY_")
+             for flag in OWNED_LONG | {"--bindpath"}}
+ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")  # APPTAINERENV_X=v sets X inside, even under --cleanenv
 
 
 def owned_flags(args: Sequence[str]) -> list[str]:
@@ -26,6 +31,19 @@ def owned_flags(args: Sequence[str]) -> list[str]:
         elif arg.startswith("-") and len(arg) > 1 and OWNED_SHORT & set(arg[1:].split("=", 1)[0]):
             found.append(arg)
     return found
+
+
+def owned_environment(environ: Mapping[str, str]) -> list[str]:
+    """Host variables that would change the flags of every container start behind the plugin's back."""
+    return sorted(name for name in environ if name in OWNED_ENV)
+
+
+def smuggled_variables(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """APPTAINERENV_X variables that would put X into a cleaned environment without the policy's `env`."""
+    if not settings.effective_cleanenv:
+        return []
+    return sorted(name for name in environ if name.startswith(ENV_PREFIXES)
+                  and name.split("ENV_", 1)[1] not in settings.env)
 
 
 def needs_mount(path: str) -> bool:
@@ -43,6 +61,14 @@ def bind_args(bind: Bind, runtime: RuntimeInfo | None) -> list[str]:
     return ["--mount", ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if ("," in f or '"' in f) else f for f in fields)]
 
 
+def env_pair(name: str, value: str) -> str:
+    """--env parses its value as CSV (measured, 1.4.5: "A=x,B=y" sets B too; a '"' is trimmed or refused),
+    so a value with ',' is quoted and one with '"' cannot be passed."""
+    if '"' in value:
+        raise ValueError(f"the value of {name} holds a '\"', which --env cannot pass intact")
+    return f'"{name}={value}"' if "," in value else f"{name}={value}"
+
+
 def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """Flags for everything but binds."""
     argv = []
@@ -58,7 +84,7 @@ def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:
         argv.append("--cleanenv")
     if settings.effective_cleanenv:
         # An allow-list: only these host variables cross into a cleaned environment.
-        argv += [word for name in settings.env if name in environ for word in ("--env", f"{name}={environ[name]}")]
+        argv += [word for name in settings.env if name in environ for word in ("--env", env_pair(name, environ[name]))]
     if settings.writable_tmpfs:
         argv.append("--writable-tmpfs")
     if settings.gpu:

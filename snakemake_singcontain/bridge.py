@@ -19,7 +19,8 @@ import shlex
 import sys
 
 from . import report
-from .argv import apptainer_args, bind_args, owned_flags, settings_args
+from .argv import (apptainer_args, bind_args, env_pair, owned_environment, owned_flags, settings_args,
+                   smuggled_variables)
 from .checker import Checker
 from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
@@ -165,7 +166,7 @@ class _Bridge:
                                       "(no image, or Snakemake runs without --sdm apptainer); refusing")
             return a["singularity_args"]
         runtime = self.checker.runtime
-        findings = self.checker.check([job], whole_workflow=False) + self._global_args_findings(rule)
+        findings = self.checker.check([job], whole_workflow=False) + self._escape_hatch_findings(rule)
         errors = [f for f in findings if f.severity == ERROR]
         if errors:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
@@ -173,33 +174,53 @@ class _Bridge:
                                   + "; ".join(f"{f.code} {f.message}" for f in errors))
         return shlex.join(apptainer_args(plan, runtime, os.environ) + self.global_args)
 
-    def _global_args_findings(self, rule: str) -> list[Finding]:
-        return [Finding("SC104", ERROR, rule, f"--apptainer-args passes {flag!r}, a flag the plugin sets from the policy",
-                        "drop it from --apptainer-args and express it in the policy")
-                for flag in owned_flags(self.global_args)]
+    def _escape_hatch_findings(self, rule: str) -> list[Finding]:
+        """What outside the policy would change this rule's container: --apptainer-args, APPTAINER_*
+        variables, APPTAINERENV_* variables under a cleaned environment, unpassable allowed values."""
+        settings = self.checker.settings(rule)
+        found = [("SC104", f"--apptainer-args passes {flag!r}, a flag the plugin sets from the policy",
+                  "drop it from --apptainer-args and express it in the policy") for flag in owned_flags(self.global_args)]
+        found += [("SC104", f"the environment variable {name} would change the container's flags behind the policy",
+                   f"unset {name} before running Snakemake, and express it in the policy")
+                  for name in owned_environment(os.environ)]
+        found += [("SC104", f"the environment variable {name} would put a variable into the cleaned environment "
+                   "that the policy's env does not allow", f"unset {name}, or add the variable to the rule's env")
+                  for name in smuggled_variables(settings, os.environ)]
+        for name in settings.env if settings.effective_cleanenv else ():
+            try:
+                env_pair(name, os.environ.get(name, ""))
+            except ValueError as err:
+                found.append(("SC209", str(err), f"change the value of {name}, or drop it from the rule's env"))
+        return [Finding(code, ERROR, rule, message, fix) for code, message, fix in found]
 
     def preflight(self) -> None:
         """Check every job to run, before anything is pulled or submitted; refuse the run on any error."""
         workflow = self.workflow
         jobs = []
+        images = {}  # image URL -> local path: Snakemake resolves it anew on every call (~60 µs)
+        use_apptainer = self.use_apptainer
         for job in workflow.dag.needrun_jobs():
             if _rule_kind(job.rule) is None:
                 continue
-            image = job.container_img_path if self.use_apptainer else None
+            image = None
+            if use_apptainer:
+                url = job.container_img_url
+                if url not in images:
+                    images[url] = job.container_img_path
+                image = images[url]
             inputs = tuple(job.input)
             symlinks = {p: real for p in inputs if os.path.islink(p) and (real := os.path.realpath(p)) != os.path.abspath(p)}
             jobs.append(JobSpec(job.rule.name, inputs, tuple(job.output) + tuple(job.log),
                                 dict(job.wildcards_dict), image, symlinks))
         findings = self.checker.check(jobs)
         rules = {job.rule for job in jobs}
-        uncontained = sorted(r for r in rules if self.checker.settings(r).isolates
-                             and not self.use_apptainer)
+        uncontained = sorted(r for r in rules if self.checker.settings(r).isolates and not use_apptainer)
         if uncontained:
             findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
                                     "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
                                     "so they would run on the host", "add --sdm apptainer to the command line or profile"))
         for rule in sorted(rules):
-            findings += self._global_args_findings(rule)
+            findings += self._escape_hatch_findings(rule)
         if not has_errors(findings):
             findings += self._smoke_tests(jobs)
         if os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command

@@ -30,6 +30,7 @@ class Checker:
         self.floors = tuple(replace(floor, plugin=impl.plugin_name)
                             for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function()))
         self._settings: dict[str, Settings] = {}
+        self._real: dict[str, str] = {}
         self._rule_plans: dict[tuple, RulePlan] = {}
 
     def _layer(self, data, label: str, plugin: str) -> Layer:
@@ -50,11 +51,24 @@ class Checker:
             missing = frozenset(b.src for b in settings.binds if not os.path.exists(b.src))
             defaults = self.runtime.default_mounts if self.runtime else ()
             self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
-                                              self.floors, defaults, missing)
+                                              self.floors, defaults, missing, self._real_sources(settings.binds))
         return self._rule_plans[key]
 
     def job_plan(self, job: JobSpec) -> JobPlan:
-        return job_plan(self.rule_plan(job.rule, job.image), job)
+        plan = job_plan(self.rule_plan(job.rule, job.image), job)
+        real = self._real_sources(plan.binds)
+        return replace(plan, real_sources=real) if real else plan
+
+    def _real_sources(self, binds) -> dict[str, str]:
+        """Where writable bind sources really lead (Apptainer follows a symlinked source); cached."""
+        real = {}
+        for bind in binds:
+            if bind.mode == "rw":
+                if bind.src not in self._real:
+                    self._real[bind.src] = os.path.realpath(bind.src)
+                if self._real[bind.src] != bind.src:
+                    real[bind.src] = self._real[bind.src]
+        return real
 
     def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True) -> list[Finding]:
         """Every finding for these jobs: workflow-level once (unless a single job is re-checked), rule-level

@@ -9,7 +9,7 @@ CODES = {
     "SC101": "a `rules:` key matches no rule of the workflow",
     "SC102": "a rule asks for containment but has no image",
     "SC103": "a contained rule uses `run:` (its Python runs on the host)",
-    "SC104": "a flag the plugin owns is passed through `args` or --apptainer-args",
+    "SC104": "a flag the plugin owns is passed through `args`, --apptainer-args or APPTAINER_* variables",
     "SC105": "a rule goes below a site plugin's floor",
     "SC201": "the runtime's configuration disables a requested namespace",
     "SC202": "the runtime's configuration forbids user binds (user bind control = no)",
@@ -19,6 +19,7 @@ CODES = {
     "SC206": "a bind path that Apptainer's --bind syntax cannot express",
     "SC207": "the smoke test of a rule's flags failed or was weakened by the runtime",
     "SC208": "no container runtime found",
+    "SC209": "an allowed variable's value cannot be passed safely with --env",
     "SC301": "a required bind source does not exist",
     "SC302": "an optional bind source does not exist and is skipped",
     "SC306": "a writable bind on or under a protected path, or of /",
@@ -26,6 +27,7 @@ CODES = {
     "SC402": "a job output or log is not writable in the container",
     "SC403": "a job input is a symlink resolving outside what the container sees",
     "SC404": "an IPC namespace without contain/containall leaves the host's /dev/shm shared",
+    "SC405": "a job input under a system folder auto-binds the host's folder over the image's own",
 }
 
 
@@ -49,15 +51,15 @@ class Group:
 
 
 def group(findings: Iterable[Finding]) -> list[Group]:
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, tuple[Finding, set]] = {}
     for f in findings:
         key = (f.code, f.rule, f.severity, f.message if f.job is None else None)
-        if key in groups:
-            groups[key][1] += 1
-        else:
-            groups[key] = [f, 1]
+        if key not in groups:
+            groups[key] = (f, set())
+        groups[key][1].add(f.job)
     order = {ERROR: 0, WARNING: 1, NOTE: 2}
-    return sorted((Group(f, n) for f, n in groups.values()), key=lambda g: (order[g.first.severity], g.first.rule, g.first.code))
+    return sorted((Group(f, len(jobs)) for f, jobs in groups.values()),
+                  key=lambda g: (order[g.first.severity], g.first.rule, g.first.code))
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:

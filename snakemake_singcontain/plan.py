@@ -8,9 +8,11 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .paths import clean, under
 from .policy import Bind, Floor, Origin, Settings
 
 AUTO = Origin("auto-bind", "job files")
+WORKDIR = Origin("workdir", "Snakemake --home")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RulePlan:
     floors: tuple[Floor, ...] = ()
     mounts: Mapping[str, Mount] = field(default_factory=dict)  # by destination: workdir, defaults, policy binds
     missing: frozenset[str] = frozenset()  # bind sources that do not exist on this host
+    real_sources: Mapping[str, str] = field(default_factory=dict)  # writable bind source -> where it really leads
 
     @property
     def contained(self) -> bool:
@@ -59,7 +62,7 @@ class RulePlan:
 
 def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: Settings,
               floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
-              missing: frozenset[str] = frozenset()) -> RulePlan:
+              missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None) -> RulePlan:
     """default_mounts: host folders the runtime shows without --contain (e.g. /tmp), from its configuration."""
     mounts: dict[str, Mount] = {}
     if settings.containment == "none":
@@ -72,7 +75,7 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
         if bind.src in missing:
             continue
         mounts[bind.dst] = Mount(bind.src, bind.dst, bind.mode, str(bind.origin or "policy"))
-    return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing)
+    return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing, real_sources or {})
 
 
 def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
@@ -83,9 +86,10 @@ def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
         if mount is not None:
             rest = path[len(probe):].lstrip("/")
             return mount, (posixpath.join(mount.src, rest) if rest else mount.src) == path
-        if probe == "/":
+        parent = posixpath.dirname(probe)
+        if parent == probe:  # "/" (or "//", which dirname keeps)
             return None, False
-        probe = posixpath.dirname(probe)
+        probe = parent
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class JobPlan:
     binds: tuple[Bind, ...]  # policy binds then auto-binds, parents before children, no duplicates
     mounts: Mapping[str, Mount]
     problems: tuple[tuple[str, str, str], ...] = ()  # (kind, path, why): files the job cannot use
+    real_sources: Mapping[str, str] = field(default_factory=dict)  # writable bind source -> where it really leads
 
     def access(self, host_path: str) -> str | None:
         """'rw' or 'ro' if the job sees `host_path` at the same path inside the container, else None."""
@@ -103,7 +108,7 @@ class JobPlan:
 
 
 def _absolute(path: str, workdir: str) -> str:
-    return posixpath.normpath(posixpath.join(workdir, path))
+    return clean(posixpath.join(workdir, path))
 
 
 def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
@@ -127,9 +132,13 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         elif kind == "output" and mount.mode != "rw":
             problems.append((kind, path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
     for path, real in job.symlinks.items():
-        mount, same = lookup(mounts, real)
+        mount, same = lookup(mounts, clean(real))
         if not (mount and same):
             problems.append(("symlink", _absolute(path, rule.workdir), f"it resolves to {real}, which the container does not show"))
-    present = (b for b in rule.settings.binds if b.src not in rule.missing)
-    binds = sorted((*present, *auto.values()), key=lambda b: b.dst.count("/"))
+    binds = [b for b in rule.settings.binds if b.src not in rule.missing] + list(auto.values())
+    if any(under(rule.workdir, b.dst) and b.dst != rule.workdir for b in binds):
+        # A bind of a parent of the workdir is mounted after Snakemake's --home and would hide it
+        # (measured: a read-only parent makes the workdir read-only), so the workdir is bound again.
+        binds.append(Bind(rule.workdir, rule.workdir, "rw", required=False, origin=WORKDIR))
+    binds.sort(key=lambda b: b.dst.count("/"))  # parents before children, as Apptainer mounts them in order
     return JobPlan(job, rule, tuple(binds), mounts, tuple(problems))

@@ -27,6 +27,10 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
             "namespaces": list(s.effective_namespaces),
             "cleanenv": s.effective_cleanenv,
             "env": list(s.env),
+            "network": s.network,
+            "writable_tmpfs": s.writable_tmpfs,
+            "gpu": s.gpu,
+            "args": list(s.args),
             "binds_ro": [f"{b.src}:{b.dst}" for b in s.binds if b.mode == "ro"],
             "binds_rw": [f"{b.src}:{b.dst}" for b in s.binds if b.mode == "rw"],
             "auto_binds": {"inputs": s.auto_binds.inputs, "outputs": s.auto_binds.outputs},
@@ -34,7 +38,7 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
             "jobs": counts[rule],
             "origins": dict(s.origins),
         }
-    report = {"findings": [asdict(f) for f in findings], "rules": rules}
+    report = {"workdir": checker.workdir, "findings": [asdict(f) for f in findings], "rules": rules}
     if with_jobs:
         runtime = checker.runtime
         report["jobs"] = []
@@ -44,6 +48,7 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
                 args = shlex.join(apptainer_args(plan, runtime, environ)) if job.image else None
             except ValueError as err:  # a path --bind cannot express: reported as SC206
                 args = f"(not expressible: {err})"
-            report["jobs"].append({"rule": job.rule, "job": job.label, "image": job.image, "apptainer_args": args,
+            report["jobs"].append({"rule": job.rule, "job": job.label, "outputs": list(job.outputs),
+                                   "image": job.image, "apptainer_args": args,
                                    "binds": [asdict(b) | {"origin": str(b.origin)} for b in plan.binds]})
     return report

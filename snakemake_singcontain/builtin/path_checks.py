@@ -1,9 +1,11 @@
 """Checks of binds and of every job's files: sources, syntax, protected paths, visibility, writability."""
 
+from dataclasses import replace
+
 from ..argv import needs_mount
 from ..findings import ERROR, NOTE, WARNING, Finding
 from ..hooks import hookimpl
-from .paths import under
+from ..paths import under
 
 
 def _unexpressible(bind, runtime):
@@ -11,12 +13,15 @@ def _unexpressible(bind, runtime):
     return any(needs_mount(p) for p in paths) and not (runtime and runtime.supports_mount)
 
 
-def _protected(bind, protected):
+def protected_hit(bind, protected, real_sources) -> str | None:
+    """The protected path a writable bind would expose: on, under, or (a parent bound) above it; the
+    source is also taken where a symlink really leads."""
     if bind.mode != "rw":
         return None
-    if bind.src == "/" or bind.dst == "/":
+    paths = {bind.src, bind.dst, real_sources.get(bind.src, bind.src)}
+    if "/" in paths:
         return "/"
-    return next((p for p in protected if under(bind.src, p) or under(bind.dst, p)), None)
+    return next((p for p in protected if any(under(x, p) or under(p, x) for x in paths)), None)
 
 
 @hookimpl
@@ -34,9 +39,9 @@ def singcontain_check_rule(plan, runtime):
         if _unexpressible(bind, runtime):
             yield Finding("SC206", ERROR, rule, f"{bind.src}:{bind.dst} contains ',' or ':', which --bind cannot "
                           "express, and this runtime has no --mount", "rename the folder, or use Apptainer >= 1.1", where=where)
-        hit = _protected(bind, s.protected)
+        hit = protected_hit(bind, s.protected, plan.real_sources)
         if hit:
-            yield Finding("SC306", ERROR, rule, f"{bind.src} -> {bind.dst} is bound writable on or under protected {hit}",
+            yield Finding("SC306", ERROR, rule, f"{bind.src} -> {bind.dst} is bound writable and exposes protected {hit}",
                           "bind it read-only (mode: ro), or write elsewhere", where=where)
     if "ipc" in s.namespaces and s.containment == "none":
         yield Finding("SC404", WARNING, rule, "an IPC namespace without contain/containall still shares the host's "
@@ -65,7 +70,15 @@ def singcontain_check_job(plan, runtime):
         if _unexpressible(bind, runtime):
             yield Finding("SC206", ERROR, rule, f"folder {bind.src} contains ',' or ':' and this runtime has no --mount",
                           "rename the folder, or use Apptainer >= 1.1", job=job)
-        hit = _protected(bind, plan.rule.settings.protected)
+        hit = protected_hit(bind, plan.rule.settings.protected, plan.real_sources)
         if hit:
-            yield Finding("SC306", ERROR, rule, f"writing {bind.src} would bind it writable under protected {hit}",
+            yield Finding("SC306", ERROR, rule, f"writing {bind.src} would bind it writable, exposing protected {hit}",
                           "write the job's outputs elsewhere", job=job)
+        for floor in plan.rule.floors:
+            hit = protected_hit(bind, floor.never_writable, plan.real_sources)
+            if hit:
+                yield Finding("SC105", ERROR, rule, f"writing {bind.src} would bind it writable, exposing {hit}, which "
+                              f"plugin {floor.plugin} forbids", "write the job's outputs elsewhere", job=job)
+        if bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), plan.rule.settings.protected, {}):
+            yield Finding("SC405", WARNING, rule, f"input folder {bind.src} is bound over the image's own {bind.dst}",
+                          "copy the file into the workflow, or bind it to another destination", job=job)

@@ -7,7 +7,7 @@ from ..findings import ERROR, Finding
 from ..hooks import hookimpl
 from ..policy.model import CONTAINMENTS
 from ..policy.resolve import is_pattern
-from .paths import under
+from .path_checks import protected_hit
 
 
 @hookimpl
@@ -43,6 +43,7 @@ def singcontain_check_rule(plan, runtime):
             yield Finding("SC105", ERROR, rule, f"namespaces {missing} are required by the site floor of plugin {floor.plugin}",
                           f"add {missing} to the rule's namespaces", where=s.origins.get("namespaces"))
         for bind in s.binds:
-            if bind.mode == "rw" and any(under(bind.src, p) for p in floor.never_writable):
-                yield Finding("SC105", ERROR, rule, f"{bind.src} is bound writable, which plugin {floor.plugin} forbids",
-                              "bind it read-only (mode: ro)", where=str(bind.origin))
+            hit = protected_hit(bind, floor.never_writable, plan.real_sources)
+            if hit:
+                yield Finding("SC105", ERROR, rule, f"{bind.src} is bound writable, exposing {hit}, which plugin "
+                              f"{floor.plugin} forbids", "bind it read-only (mode: ro)", where=str(bind.origin))

@@ -13,12 +13,20 @@ class BadSyntax(Exception):
     pass
 
 
+MAX_NESTING = 8
+
+
 def expand(text: str, env: Mapping[str, str]) -> str:
-    value, end = _expand(text, 0, env, nested=False)
+    value, _ = _expand(text, 0, env, depth=0, used=True)
     return value
 
 
-def _expand(text: str, pos: int, env: Mapping[str, str], nested: bool) -> tuple[str, int]:
+def _expand(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool) -> tuple[str, int]:
+    """`used` is False while reading a default that is not taken: it is parsed, but an unset variable
+    inside it is no error (as in the shell)."""
+    if depth > MAX_NESTING:
+        raise BadSyntax(f"defaults nest more than {MAX_NESTING} levels deep")
+    nested = depth > 0
     out = []
     while pos < len(text):
         char = text[pos]
@@ -31,7 +39,7 @@ def _expand(text: str, pos: int, env: Mapping[str, str], nested: bool) -> tuple[
             out.append("$")
             pos += 2
         elif text.startswith("${", pos):
-            value, pos = _variable(text, pos + 2, env)
+            value, pos = _variable(text, pos + 2, env, depth, used)
             out.append(value)
         else:
             raise BadSyntax(f"a lone '$' at character {pos + 1}; write ${{NAME}} for a variable or $$ for a '$'")
@@ -40,7 +48,7 @@ def _expand(text: str, pos: int, env: Mapping[str, str], nested: bool) -> tuple[
     return "".join(out), pos
 
 
-def _variable(text: str, pos: int, env: Mapping[str, str]) -> tuple[str, int]:
+def _variable(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool) -> tuple[str, int]:
     start = pos
     while pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
         pos += 1
@@ -48,12 +56,13 @@ def _variable(text: str, pos: int, env: Mapping[str, str]) -> tuple[str, int]:
     if not name or name[0].isdigit():
         raise BadSyntax(f"'${{{text[start:pos + 1]}' does not start a variable name")
     if text.startswith(":-", pos):
-        default, pos = _expand(text, pos + 2, env, nested=True)
-        value = env.get(name) or default
+        value = env.get(name)
+        default, pos = _expand(text, pos + 2, env, depth + 1, used and not value)
+        value = value or default
     elif text.startswith("}", pos):
-        if name not in env:
+        if name not in env and used:
             raise UnsetVariable(name)
-        value = env[name]
+        value = env.get(name, "")
     else:
         raise BadSyntax(f"after ${{{name} expected '}}' or ':-default}}'")
     return value, pos + 1

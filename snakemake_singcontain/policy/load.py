@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import PolicyError
+from ..paths import clean
 from .expand import BadSyntax, UnsetVariable, expand
 from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Layer, Origin, Policy
 from .yaml_lines import load_with_lines
@@ -50,7 +51,7 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail((), "the policy must be a mapping with at least 'version: 1'", "start the file with: version: 1")
         self.known_keys(data, (), TOP_KEYS, "the top level")
-        if data.get("version") != 1:
+        if type(data.get("version")) is not int or data["version"] != 1:
             self.fail(("version",), f"unsupported policy version {data.get('version')!r}",
                       "write 'version: 1' (the only version this plugin reads)")
         runtime = data.get("runtime", "auto")
@@ -83,15 +84,19 @@ class _Reader:
     def text(self, value, path: tuple) -> str:
         if not isinstance(value, str) or not value:
             self.fail(path, f"'{_name(path)}' must be non-empty text, not {_kind(value)}", "write a quoted string")
-        if "\n" in value or "\0" in value:
-            self.fail(path, f"'{_name(path)}' contains a newline or NUL", "write it on one line")
         try:
-            return expand(value, self.env)
+            text = expand(value, self.env)
         except UnsetVariable as err:
             self.fail(path, f"environment variable {err.name} is not set (in {value!r})",
                       f"export {err.name}, or give a default: ${{{err.name}:-/some/path}}")
         except BadSyntax as err:
             self.fail(path, f"bad variable syntax in {value!r}: {err}", "write ${NAME} or ${NAME:-default}")
+        # Checked after expansion: a variable may be empty or hold a newline.
+        if not text:
+            self.fail(path, f"'{_name(path)}' is empty after expanding {value!r}", "set the variable, or give a default")
+        if any(c in text for c in "\n\r\0"):
+            self.fail(path, f"'{_name(path)}' contains a newline or NUL (after expanding {value!r})", "write it on one line")
+        return text
 
     def boolean(self, value, path: tuple) -> bool:
         if not isinstance(value, bool):
@@ -106,7 +111,7 @@ class _Reader:
     def absolute(self, value: str, path: tuple) -> str:
         if not value.startswith("/"):
             self.fail(path, f"{value!r} is not an absolute path", "write a path starting with '/'")
-        return posixpath.normpath(value)
+        return clean(value)
 
     def layer(self, data, path: tuple, label: str) -> Layer:
         data = self.mapping(data, path) if path else (data or {})
@@ -153,10 +158,10 @@ class _Reader:
         value = self.mapping(value, path)
         self.known_keys(value, path, ("inputs", "outputs"), "auto_binds")
         result = {}
-        for key, allowed in (("inputs", ("ro", "rw", False)), ("outputs", ("rw", False))):
-            mode = value.get(key, "ro" if key == "inputs" else "rw")
-            if mode not in allowed:
-                self.fail(path + (key,), f"auto_binds.{key} cannot be {mode!r}", f"use one of: {', '.join(map(str, allowed))}")
+        for key, modes in (("inputs", ("ro", "rw")), ("outputs", ("rw",))):
+            mode = value.get(key, modes[0])
+            if mode is not False and not (isinstance(mode, str) and mode in modes):
+                self.fail(path + (key,), f"auto_binds.{key} cannot be {mode!r}", f"use one of: {', '.join(modes)}, false")
             result[key] = mode or None
         return AutoBinds(**result)
 
@@ -195,11 +200,11 @@ class _Reader:
             if mode not in MODES:
                 self.fail(path + ("mode",), f"unknown bind mode {mode!r}", "use ro or rw")
             required = self.boolean(item.get("required", True), path + ("required",))
-        src = posixpath.normpath(posixpath.join(self.base_dir, src))  # relative to the policy's folder
+        src = clean(posixpath.join(self.base_dir, src))  # relative to the policy's folder
         dst = dst or src
         if not dst.startswith("/"):
             self.fail(path, f"bind destination {dst!r} is not absolute", "write a destination starting with '/'")
-        return Bind(src=src, dst=posixpath.normpath(dst), mode=mode, required=required, origin=origin)
+        return Bind(src=src, dst=clean(dst), mode=mode, required=required, origin=origin)
 
 
 def _name(path: tuple) -> str:

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: built-ins < `defaults` < presets named in `use` (defaults' first, then each
 matching entry's, in order; a preset's own `use` comes before it) < matching glob keys (file order) <
-the exact rule name < plugin adjustments. Merging, layer by layer:
+the exact rule name < plugin adjustments. A preset used twice (directly or through other presets) is
+applied once, at its first place. Merging, layer by layer:
 - scalars (containment, network, cleanenv, writable_tmpfs, gpu, auto_binds): the later layer wins;
 - binds: accumulate; a later bind to the same destination replaces the earlier one;
 - namespaces, env: accumulate; an entry "-name" removes an inherited name;
@@ -38,12 +39,15 @@ def matching_layers(policy: Policy, rule: str) -> list[Layer]:
 
 def check_presets(policy: Policy, presets: Mapping[str, Layer]) -> None:
     """Fail on an unknown preset name or a `use` cycle anywhere in the policy, used or not."""
+    expanded: dict[str, list[str]] = {}
     for layer in [policy.defaults, *presets.values(), *(layer for _, layer in policy.rules)]:
-        _expand_use(layer, presets, ())
+        _expand_use(layer, presets, (), expanded)
 
 
-def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ...]) -> list[Layer]:
-    out = []
+def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ...],
+                expanded: dict[str, list[str]]) -> list[str]:
+    """Names of the presets `layer` uses, each preceded by those it uses; each name once, at its first place."""
+    out: list[str] = []
     for name in layer.use:
         where = dict(file=layer.origin.file, line=layer.key_lines.get("use") or layer.origin.line)
         if name not in presets:
@@ -52,14 +56,19 @@ def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ..
         if name in chain:
             raise PolicyError(f"presets use each other in a cycle: {' -> '.join(chain + (name,))}",
                               fix="remove one of the 'use' entries", **where)
-        out += _expand_use(presets[name], presets, chain + (name,)) + [presets[name]]
+        if name not in expanded:  # memoised: presets that share presets stay linear, not exponential
+            expanded[name] = _expand_use(presets[name], presets, chain + (name,), expanded) + [name]
+        out += [n for n in expanded[name] if n not in out]
     return out
 
 
 def layers_for(policy: Policy, rule: str, presets: Mapping[str, Layer], adjustments: Sequence[Layer] = ()) -> list[Layer]:
     own = matching_layers(policy, rule)
-    used = [p for layer in [policy.defaults, *own] for p in _expand_use(layer, presets, ())]
-    return [BUILTIN, policy.defaults, *used, *own, *adjustments]
+    expanded: dict[str, list[str]] = {}
+    used: list[str] = []
+    for layer in [policy.defaults, *own]:
+        used += [n for n in _expand_use(layer, presets, (), expanded) if n not in used]
+    return [BUILTIN, policy.defaults, *(presets[n] for n in used), *own, *adjustments]
 
 
 def merge(layers: Sequence[Layer]) -> Settings:
@@ -93,6 +102,9 @@ def merge(layers: Sequence[Layer]) -> Settings:
             note("binds", layer)
         protected += [p for p in layer.protected if p not in protected]
         args += layer.args
+        for key in ("protected", "args"):
+            if getattr(layer, key):
+                note(key, layer)
     return Settings(**values, namespaces=tuple(lists["namespaces"]), env=tuple(lists["env"]),
                     binds=tuple(binds.values()), protected=tuple(protected), args=tuple(args), origins=origins)
 

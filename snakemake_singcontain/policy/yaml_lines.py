@@ -9,6 +9,7 @@ import yaml
 from ..errors import PolicyError
 
 MAX_BYTES = 1 << 20
+MAX_DEPTH = 20  # a policy nests 5 levels deep; far deeper is an attack on the parser, not a policy
 
 Lines = dict[tuple, int]
 
@@ -33,10 +34,16 @@ def load_with_lines(raw: bytes, file: str):
         raise PolicyError("the file is not UTF-8 text", file=file, line=line, fix="save the file as UTF-8") from None
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise PolicyError("the YAML nests too deeply", file=file, fix="a policy needs only a few levels of nesting") from None
+    except yaml.reader.ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise PolicyError(f"invalid character {chr(err.character)!r} in the file", file=file, line=line,
+                          fix="remove the control character") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
-        fix = "indent with spaces, not tabs" if "\t" in text and "tab" in str(problem).lower() else "correct the YAML syntax"
+        fix = "indent with spaces, not tabs" if "\t" in str(problem) or "tab" in str(problem).lower() else "correct the YAML syntax"
         raise PolicyError(f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None, fix=fix) from None
     except yaml.YAMLError as err:
         raise PolicyError(f"invalid YAML: {err}", file=file, fix="correct the YAML syntax") from None
@@ -47,6 +54,9 @@ def load_with_lines(raw: bytes, file: str):
 
     def convert(node, path):
         lines.setdefault(path, node.start_mark.line + 1)
+        if len(path) > MAX_DEPTH:
+            raise PolicyError("the YAML nests too deeply", file=file, line=node.start_mark.line + 1,
+                              fix="a policy needs only a few levels of nesting")
         if isinstance(node, yaml.MappingNode):
             out = {}
             for key_node, value_node in node.value:

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import SBATCH_ARGS, SLURM_ARGS, chown_tree, owned_dir, snakemake
+from support import SBATCH_ARGS, SLURM_ARGS, chown_tree, owned_dir, snakemake
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.slurm]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SBATCH_ARGS, SLURM_ARGS, USER, chown_tree, owned_dir, snakemake
+from support import SBATCH_ARGS, SLURM_ARGS, USER, chown_tree, owned_dir, snakemake
 
 WORKFLOW = Path(__file__).parent / "workflows" / "contained"
 pytestmark = pytest.mark.apptainer

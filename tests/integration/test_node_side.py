@@ -3,7 +3,7 @@ the submitting host but not where the job runs fails that job with one clear lin
 
 import pytest
 
-from conftest import chown_tree, owned_dir, snakemake
+from support import chown_tree, owned_dir, snakemake
 
 pytestmark = pytest.mark.apptainer
 

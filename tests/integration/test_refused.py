@@ -2,13 +2,12 @@
 than its policy says (fail closed)."""
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake
+from support import SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake
 
 pytestmark = pytest.mark.apptainer
 

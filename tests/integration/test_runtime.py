@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import as_user, owned_dir
+from support import as_user, owned_dir
 
 pytestmark = pytest.mark.apptainer
 

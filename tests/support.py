@@ -1,0 +1,79 @@
+"""Helpers for tests that run the real thing: Snakemake as the ordinary test user, in the real Apptainer.
+
+Integration tests run Snakemake as the ordinary user `singtest` (HPC users are not root; Apptainer here
+refuses root without --userns), from the same virtualenv as pytest, in work folders that user owns.
+(A module of its own, not conftest.py: tests/unit has a conftest too, and `from conftest import` would
+then depend on import order.)
+"""
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = os.environ.get("SINGCONTAIN_TEST_USER", "singtest")
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+# Snakemake's Slurm plugin polls sacct by default, which hangs silently without accounting (measured):
+# squeue is the status command here; cluster-generic gets a squeue-based status script.
+SLURM_ARGS = ["--executor", "slurm", "-j", "4", "--slurm-status-command", "squeue",
+              "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "1",
+              "--default-resources", "slurm_partition=main", "slurm_account=test"]
+SBATCH_ARGS = ["--executor", "cluster-generic", "-j", "4", "--seconds-between-status-checks", "1",
+               "--cluster-generic-status-cmd", str(ROOT / "tools" / "slurm-status.sh")]
+
+
+def user_entry():
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        return None
+
+
+def runtime_binary():
+    return shutil.which("apptainer") or shutil.which("singularity")
+
+
+def owned_dir(prefix: str) -> Path:
+    """A fresh folder under /tmp owned by the test user (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    user = user_entry()
+    os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(0o755)
+    return path
+
+
+def chown_tree(path: Path) -> None:
+    user = user_entry()
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, user.pw_uid, user.pw_gid)
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    def __repr__(self):
+        return f"exit {self.returncode}\n{self.output}"
+
+
+def as_user(argv, cwd, env=None, timeout=600) -> Run:
+    """Run argv as the test user with a small, explicit environment (like a login shell on a cluster)."""
+    user = user_entry()
+    base = {"HOME": user.pw_dir, "USER": USER, "LOGNAME": USER, "LANG": "C.UTF-8",
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    base.update(env or {})
+    done = subprocess.run(["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in base.items()), *argv],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return Run(done.returncode, done.stdout + done.stderr)
+
+
+def snakemake(workdir, *args, env=None, timeout=600) -> Run:
+    return as_user([SNAKEMAKE, "--sdm", "apptainer", "-c", "2", *args], cwd=workdir, env=env, timeout=timeout)

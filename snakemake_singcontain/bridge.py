@@ -32,6 +32,8 @@ from .runtime import SmokeResult, detect, smoke_test
 SUPPORTED_MAJORS = (8, 9)
 RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "container_img", "singularity_args", "use_singularity")
 PREFIX = "snakemake-singcontain"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def _workflow_error(message: str):
@@ -90,6 +92,28 @@ def contain(workflow, policy_file: str) -> None:
     workflow._build_dag = build_dag
 
 
+def _job_environment(a: dict) -> dict[str, str]:
+    """The environment Snakemake gives a job's shell: its own plus the per-job thread counts and tmpdir
+    (shell.py sets them in the job's process only). Under cleanenv, the policy's `env` picks from it."""
+    threads = str(a.get("threads", 1))
+    env = dict(os.environ, **{name: threads for name in THREAD_VARIABLES})
+    tmpdir = (a.get("resources") or {}).get("tmpdir")
+    if tmpdir:
+        env.update(dict.fromkeys(("TMPDIR", "TMP", "TEMPDIR", "TEMP"), str(tmpdir)))
+    return env
+
+
+def _snakemake_binds(rule, a: dict) -> tuple[tuple[str, str], ...]:
+    """What Snakemake binds into a job's container by itself, writable: 9.x its runtime paths (source
+    cache, storage prefix), and for a Python `script:` its own import paths."""
+    binds = [(str(p), str(p)) for p in a.get("runtime_paths") or () if os.path.exists(p)]
+    if str(getattr(rule, "script", None) or "").endswith(".py"):
+        from snakemake.deployment.singularity import get_snakemake_searchpath_mountpoints, get_snakemake_searchpaths
+
+        binds += zip(map(str, get_snakemake_searchpaths()), get_snakemake_searchpath_mountpoints())
+    return tuple(binds)
+
+
 def _rule_kind(rule) -> str | None:
     for kind, attr in (("shell", "shellcmd"), ("script", "script"), ("notebook", "notebook"),
                        ("wrapper", "wrapper"), ("cwl", "cwl")):
@@ -119,13 +143,21 @@ class _Bridge:
     @property
     def checker(self) -> Checker:
         if self._checker is None:
-            kinds = {rule.name: kind for rule in self.workflow.rules if (kind := _rule_kind(rule))}
+            kinds = {rule.name: _rule_kind(rule) or "norun" for rule in self.workflow.rules}
             try:
-                self._checker = Checker(self.policy, detect(self.policy.runtime), plugin_manager(),
+                self._checker = Checker(self.policy, detect(self._runtime_preference()), plugin_manager(),
                                         workdir=os.getcwd(), rule_kinds=kinds)
             except PolicyError as err:
                 raise _workflow_error(err.render()) from None
         return self._checker
+
+    def _runtime_preference(self) -> str:
+        """Check the binary Snakemake will run: 8.x always calls `singularity`, 9.x prefers `apptainer`."""
+        import snakemake
+
+        if self.policy.runtime == "auto" and snakemake.__version__.startswith("8."):
+            return "singularity"
+        return self.policy.runtime
 
     def prepare_rules(self) -> None:
         """Give rules the policy's fallback image and wrap every rule's function (once)."""
@@ -148,17 +180,18 @@ class _Bridge:
 
         def run_contained(*args, **kwargs):
             call = signature.bind(*args, **kwargs)
-            call.arguments["singularity_args"] = self.job_args(rule.name, call.arguments)
+            call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
             return original(*call.args, **call.kwargs)
 
         run_contained._singcontain = True
         return run_contained
 
-    def job_args(self, rule: str, a: dict) -> str:
+    def job_args(self, snakemake_rule, a: dict) -> str:
         """Right before the job starts (locally or on a node): re-check it, then its flags as one string."""
+        rule = snakemake_rule.name
         image = a["container_img"] if a["use_singularity"] else None
         job = JobSpec(rule, tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ()),
-                      dict(a["wildcards"].items()), image)
+                      dict(a["wildcards"].items()), image, support=_snakemake_binds(snakemake_rule, a))
         plan = self.checker.job_plan(job)
         if image is None:
             if plan.rule.contained:
@@ -172,7 +205,7 @@ class _Bridge:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
             raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: "
                                   + "; ".join(f"{f.code} {f.message}" for f in errors))
-        return shlex.join(apptainer_args(plan, runtime, os.environ) + self.global_args)
+        return shlex.join(apptainer_args(plan, runtime, _job_environment(a)) + self.global_args)
 
     def _escape_hatch_findings(self, rule: str) -> list[Finding]:
         """What outside the policy would change this rule's container: --apptainer-args, APPTAINER_*
@@ -240,7 +273,7 @@ class _Bridge:
             plan = self.checker.rule_plan(job.rule, job.image)
             binds = [b for b in plan.settings.binds if b.src not in plan.missing]
             args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
-            command = f"{runtime.binary} exec {shlex.join(args)} {job.image} true"
+            command = f"{runtime.binary} exec {shlex.join(['--home', os.getcwd(), *args])} {job.image} true"
             if not os.path.exists(job.image):
                 findings.append(Finding("SC207", WARNING, job.rule, f"image {job.image} is not on this host yet, so "
                                         "the rule's flags were not smoke-tested",

@@ -24,7 +24,7 @@ def singcontain_presets():
 def singcontain_floor():
     """A site's minimum that no workflow policy may go below. Called once per policy load.
 
-    Return a `snakemake_singcontain.policy.Floor` (minimum containment, namespaces every contained job must
+    Return a `snakemake_singcontain.policy.Floor` (minimum containment, namespaces every rule with jobs must
     have, host paths never bound writable) or None. A rule below a floor is an error SC105 naming the plugin.
     """
 

@@ -12,6 +12,7 @@ from .paths import clean, under
 from .policy import Bind, Floor, Origin, Settings
 
 AUTO = Origin("auto-bind", "job files")
+SUPPORT = Origin("snakemake", "Snakemake's own files")
 WORKDIR = Origin("workdir", "Snakemake --home")
 
 
@@ -25,6 +26,7 @@ class JobSpec:
     wildcards: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
     symlinks: Mapping[str, str] = field(default_factory=dict)  # input -> real host path, where they differ
+    support: tuple[tuple[str, str], ...] = ()  # (host, container) folders Snakemake itself binds for the job
 
     @property
     def label(self) -> str:
@@ -131,6 +133,14 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append((kind, path, "no bind shows it and auto_binds is off for it"))
         elif kind == "output" and mount.mode != "rw":
             problems.append((kind, path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
+    for src, dst in job.support:
+        src, dst = _absolute(src, rule.workdir), _absolute(dst, rule.workdir)
+        if lookup(mounts, dst)[0] is None:
+            # Snakemake binds these writable after the plan's flags; Apptainer keeps the first bind of a
+            # destination (measured), so binding them read-only here first is what the job gets. A job only
+            # reads there (its outputs get their own binds).
+            auto[dst] = Bind(src, dst, "ro", required=False, origin=SUPPORT)
+            mounts[dst] = Mount(src, dst, "ro", "Snakemake's own files")
     for path, real in job.symlinks.items():
         mount, same = lookup(mounts, clean(real))
         if not (mount and same):

@@ -2,12 +2,13 @@
 than its policy says (fail closed)."""
 
 import os
+import pwd
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake
+from support import SNAKEMAKE, USER, as_user, chown_tree, owned_dir, snakemake
 
 pytestmark = pytest.mark.apptainer
 
@@ -105,3 +106,14 @@ def test_policy_syntax_error_names_file_and_line(image):
     work = workflow("version: 1\nrules:\n  work:\n    containment: sealed\n")
     run = snakemake(work, "--config", f"image={image}")
     assert_nothing_ran(work, run, "containment.yaml:4", "unknown containment 'sealed'", "use one of: none, contain, containall")
+
+
+def test_snakemakes_own_source_cache_is_read_only_in_the_job(image):
+    # Snakemake 9 binds its source cache writable into every container; a contained job could plant code
+    # there that later host-side runs use. The plugin binds it read-only.
+    cache = Path(pwd.getpwnam(USER).pw_dir) / ".cache/snakemake/snakemake/source-cache"
+    work = workflow("version: 1\ndefaults:\n  containment: containall\n",
+                    action=f'shell: "touch {cache}/planted 2>/dev/null && echo wrote > {{output}} || echo refused > {{output}}"')
+    run = snakemake(work, "--config", f"image={image}")
+    assert run.returncode == 0, run
+    assert (work / "out.txt").read_text() == "refused\n" and not (cache / "planted").exists()

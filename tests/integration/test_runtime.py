@@ -43,3 +43,14 @@ def test_user_bind_control_off_is_caught(image, runtime_with_conf):
     seen = probe(image, "--contain", bin_dir=runtime_with_conf({"user bind control": "no"}))
     assert not seen["binds_allowed"]
     assert not seen["ok"] and "user bind control" in seen["fatal"]  # Snakemake's --home is refused
+
+
+def test_first_bind_of_a_destination_wins(image):
+    # The plugin relies on this: Snakemake appends its own writable binds (source cache, a Python script's
+    # import paths) after the plan's flags; the plan binds them read-only first.
+    src = owned_dir("singcontain-dup-")
+    run = as_user(["apptainer", "exec", "--bind", f"{src}:/mnt/snakemake_searchpaths/item_0:ro",
+                   "--bind", f"{src}:/mnt/snakemake_searchpaths/item_0", image,
+                   "touch", "/mnt/snakemake_searchpaths/item_0/planted"], cwd=src)
+    assert run.returncode != 0 and "Read-only file system" in run.output, run
+    assert not (src / "planted").exists()

@@ -105,9 +105,10 @@ def _job_environment(a: dict) -> dict[str, str]:
 
 def _snakemake_binds(rule, a: dict) -> tuple[tuple[str, str], ...]:
     """What Snakemake binds into a job's container by itself, writable: 9.x its runtime paths (source
-    cache, storage prefix), and for a Python `script:` its own import paths."""
+    cache, storage prefix), and for Python `script:`/`notebook:` jobs its own import paths (bound here for
+    any script or notebook: read-only, they cost nothing where unused)."""
     binds = [(str(p), str(p)) for p in a.get("runtime_paths") or () if os.path.exists(p)]
-    if str(getattr(rule, "script", None) or "").endswith(".py"):
+    if getattr(rule, "script", None) or getattr(rule, "notebook", None):
         from snakemake.deployment.singularity import get_snakemake_searchpath_mountpoints, get_snakemake_searchpaths
 
         binds += zip(map(str, get_snakemake_searchpaths()), get_snakemake_searchpath_mountpoints())

@@ -82,7 +82,8 @@ def test_contain_hides_host_tmp_and_home_but_keeps_workdir(ran):
 
 def test_containall_passes_only_allowed_variables(ran):
     work, *_ = ran
-    assert (work / "containall_env.txt").read_text().split() == ["allowed=yes", "secret=unset"]
+    # OMP_NUM_THREADS is Snakemake's per-job value (threads: 2), allowed by the policy's env.
+    assert (work / "containall_env.txt").read_text().split() == ["allowed=yes", "secret=unset", "omp=2"]
 
 
 def test_readonly_bind_is_readable_but_not_writable(ran):

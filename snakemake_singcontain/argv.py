@@ -62,11 +62,11 @@ def bind_args(bind: Bind, runtime: RuntimeInfo | None) -> list[str]:
 
 
 def env_pair(name: str, value: str) -> str:
-    """--env parses its value as CSV (measured, 1.4.5: "A=x,B=y" sets B too; a '"' is trimmed or refused),
-    so a value with ',' is quoted and one with '"' cannot be passed."""
+    """--env parses its value as CSV (measured, 1.4.5: "A=x,B=y" sets B too, a newline ends the value, a '"'
+    is trimmed or refused), so a value with ',' or a line break is quoted and one with '"' cannot be passed."""
     if '"' in value:
         raise ValueError(f"the value of {name} holds a '\"', which --env cannot pass intact")
-    return f'"{name}={value}"' if "," in value else f"{name}={value}"
+    return f'"{name}={value}"' if any(c in value for c in ",\n\r") else f"{name}={value}"
 
 
 def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:

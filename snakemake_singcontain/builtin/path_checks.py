@@ -65,11 +65,13 @@ def singcontain_check_job(plan, runtime):
             yield Finding("SC403", ERROR, rule, f"input {path} is a symlink: {why}",
                           "bind the target's folder read-only, or copy the file into the workflow", job=job)
     for bind in plan.binds:
-        if bind.origin is None or bind.origin.layer != "auto-bind":
-            continue
-        if _unexpressible(bind, runtime):
+        layer = bind.origin.layer if bind.origin else "policy"
+        if layer in ("auto-bind", "workdir", "snakemake") and _unexpressible(bind, runtime):
+            # Policy binds are told once per rule (above); these come from the job's own paths.
             yield Finding("SC206", ERROR, rule, f"folder {bind.src} contains ',' or ':' and this runtime has no --mount",
                           "rename the folder, or use Apptainer >= 1.1", job=job)
+        if layer != "auto-bind":
+            continue
         hit = protected_hit(bind, plan.rule.settings.protected, plan.real_sources)
         if hit:
             yield Finding("SC306", ERROR, rule, f"writing {bind.src} would bind it writable, exposing protected {hit}",

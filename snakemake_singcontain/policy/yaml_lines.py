@@ -35,7 +35,8 @@ def load_with_lines(raw: bytes, file: str):
     try:
         node = yaml.compose(text, Loader=_Loader)
     except RecursionError:
-        raise PolicyError("the YAML nests too deeply", file=file, fix="a policy needs only a few levels of nesting") from None
+        raise PolicyError("the YAML nests too deeply", file=file, line=_deep_line(text),
+                          fix="a policy needs only a few levels of nesting") from None
     except yaml.reader.ReaderError as err:
         line = text[: err.position].count("\n") + 1
         raise PolicyError(f"invalid character {chr(err.character)!r} in the file", file=file, line=line,
@@ -43,7 +44,9 @@ def load_with_lines(raw: bytes, file: str):
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
-        fix = "indent with spaces, not tabs" if "\t" in str(problem) or "tab" in str(problem).lower() else "correct the YAML syntax"
+        # PyYAML spells a tab as the two characters backslash and t in its message.
+        tab = any(t in str(problem) for t in ("\t", "\\t")) or "tab" in str(problem).lower()
+        fix = "indent with spaces, not tabs" if tab else "correct the YAML syntax"
         raise PolicyError(f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None, fix=fix) from None
     except yaml.YAMLError as err:
         raise PolicyError(f"invalid YAML: {err}", file=file, fix="correct the YAML syntax") from None
@@ -79,3 +82,15 @@ def load_with_lines(raw: bytes, file: str):
                               fix="correct the value") from None
 
     return convert(node, ()), lines
+
+
+def _deep_line(text: str) -> int | None:
+    """The first line where flow brackets nest deeper than a policy ever needs (PyYAML's own recursion
+    error carries no position)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            depth += (char in "[{") - (char in "]}")
+            if depth > MAX_DEPTH:
+                return number
+    return None

@@ -1,0 +1,451 @@
+"""Every check (SC101…SC405, but the bridge's own SC207 smoke test and SC209 --env check): a failing and a
+passing case each, asserted as the user sees them: code, severity, rule, the offending path or flag named in the
+message, and a fix."""
+
+import pytest
+
+from sc_unit import APPTAINER, CONF, conf, codes, expect, job, runtime
+from snakemake_singcontain.findings import ERROR, NOTE, WARNING
+from snakemake_singcontain.hooks import hookimpl
+from snakemake_singcontain.policy import Floor
+
+
+def floor_plugin(floor: Floor, name: str = "sitefloor"):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def singcontain_floor():
+            return floor
+
+    Plugin.__name__ = name
+    return Plugin
+
+
+# --- SC1xx: what the policy asks -------------------------------------------------------------------------
+
+
+def test_sc101_policy_key_that_matches_no_rule(site):
+    c = site.checker("""
+        version: 1
+        rules:
+          plto: {containment: none}
+          'sim_*': {}
+        """, rules=["plot", "sim_a"])
+    f = expect(c.check([]), "SC101", ERROR, "plto", "'plto'")
+    assert f.where == f"{site.root / 'containment.yaml'}:3"
+    assert "plot" in f.fix  # the fix lists the real rule names
+
+
+def test_sc101_passes_for_exact_names_and_matching_globs(site):
+    c = site.checker("""
+        version: 1
+        rules:
+          plot: {containment: none}
+          'sim_*': {}
+        """, rules=["plot", "sim_a"])
+    assert "SC101" not in codes(c.check([]))
+
+
+def test_sc101_not_reported_when_one_job_is_rechecked(site):
+    c = site.checker("version: 1\nrules: {plto: {}}\n", rules=["plot"])
+    assert "SC101" not in codes(c.check([], whole_workflow=False))
+
+
+def test_sc102_contained_rule_without_image(site):
+    c = site.checker("version: 1\nrules: {a: {containment: containall}}\n")
+    f = expect(c.check([job("a", image=None)]), "SC102", ERROR, "a", "'containall'")
+    assert "containment.yaml:2" in f.where
+
+
+def test_sc102_passes_with_image_or_uncontained(site):
+    c = site.checker("version: 1\nrules: {a: {containment: contain}, b: {containment: none}}\n", rules=["a", "b"])
+    assert "SC102" not in codes(c.check([job("a"), job("b", image=None)]))
+
+
+def test_sc102_builtin_containment_applies_without_any_setting(site):
+    c = site.checker("version: 1\n")
+    expect(c.check([job("a", image=None)]), "SC102", ERROR, "a", "'contain'")
+
+
+def test_sc103_contained_run_rule(site):
+    c = site.checker("version: 1\n", rules={"a": "run"})
+    expect(c.check([job("a")]), "SC103", ERROR, "a", "run:")
+
+
+def test_sc103_passes_for_uncontained_run_rule_and_contained_shell(site):
+    c = site.checker("version: 1\nrules: {r: {containment: none}}\n", rules={"r": "run", "s": "shell"})
+    assert "SC103" not in codes(c.check([job("r", image=None), job("s")]))
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--bind=/x"], "--bind=/x"),
+    (["-B", "/x:/y"], "-B"),
+    (["--pid"], "--pid"),
+    (["-cp"], "-cp"),  # combined short flags: -c (contain) and -p (pid)
+    (["--no-home"], "--no-home"),
+    (["-e"], "-e"),  # --cleanenv
+    (["--network=bridge"], "--network=bridge"),
+    (["--writable-tmpfs"], "--writable-tmpfs"),
+])
+def test_sc104_owned_flag_in_args(site, args, flag):
+    c = site.checker(f"version: 1\nrules:\n  a:\n    args: {args!r}\n")
+    f = expect(c.check([job("a")]), "SC104", ERROR, "a", repr(flag))
+    assert "policy" in f.fix
+
+
+def test_sc104_passes_for_flags_the_plugin_does_not_own(site):
+    c = site.checker("version: 1\nrules:\n  a:\n    args: ['--no-init', '--pwd', '/data', '--security', 'seccomp:x.json']\n")
+    assert "SC104" not in codes(c.check([job("a")]))
+
+
+def test_sc105_containment_below_floor(site):
+    plugin = floor_plugin(Floor(containment="contain"))
+    c = site.checker("version: 1\nrules: {a: {containment: none}}\n", plugins=[plugin])
+    f = expect(c.check([job("a")]), "SC105", ERROR, "a", "'none'", "'contain'", "sitefloor")
+    assert "containment.yaml:2" in f.where
+
+
+def test_sc105_namespace_missing_from_floor(site):
+    plugin = floor_plugin(Floor(containment="contain", namespaces=("pid",)))
+    c = site.checker("version: 1\nrules: {a: {containment: contain}}\n", plugins=[plugin])
+    expect(c.check([job("a")]), "SC105", ERROR, "a", "pid", "sitefloor")
+
+
+def test_sc105_writable_bind_of_never_writable_path(site):
+    data = site.dir("data", "sub")
+    plugin = floor_plugin(Floor(never_writable=(site.path("data"),)))
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/data/sub:rw']}}\n", plugins=[plugin])
+    expect(c.check([job("a")]), "SC105", ERROR, "a", data, "sitefloor")
+
+
+def test_sc105_passes_at_or_above_the_floor(site):
+    site.dir("data")
+    plugin = floor_plugin(Floor(containment="contain", namespaces=("pid", "ipc"), never_writable=(site.path("data"),)))
+    c = site.checker("""
+        version: 1
+        rules:
+          a: {containment: containall, binds: ['${ROOT}/data:ro']}   # containall implies pid and ipc
+          b: {namespaces: [pid, ipc]}
+        """, rules=["a", "b"], plugins=[plugin])
+    assert "SC105" not in codes(c.check([job("a"), job("b")]))
+
+
+# --- SC2xx: what the runtime grants ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer", ["{namespaces: [pid]}", "{containment: containall}"])
+def test_sc201_pid_namespace_disabled_by_conf(site, layer):
+    rt = runtime(conf=conf(allow_pid_ns="no"))
+    c = site.checker(f"version: 1\nrules: {{a: {layer}}}\n", runtime=rt)
+    expect(c.check([job("a")]), "SC201", ERROR, "a", CONF, "allow pid ns = no")
+
+
+def test_sc201_passes_when_allowed_or_not_asked(site):
+    c = site.checker("version: 1\nrules: {a: {namespaces: [pid]}, b: {}}\n", rules=["a", "b"],
+                     runtime=runtime(conf=conf(allow_pid_ns="yes")))
+    assert "SC201" not in codes(c.check([job("a")]))
+    c = site.checker("version: 1\nrules: {b: {namespaces: [uts]}}\n", rules=["b"],
+                     runtime=runtime(conf=conf(allow_pid_ns="no")))
+    assert "SC201" not in codes(c.check([job("b")]))
+
+
+@pytest.mark.parametrize("key, layer", [
+    # Measured, Apptainer 1.4.5: 'allow ipc ns = no' / 'allow uts ns = no' only warn "Not virtualizing ipc
+    # namespace by configuration" and run the job in the host's namespace.
+    ("allow_ipc_ns", "{namespaces: [ipc]}"),
+    ("allow_ipc_ns", "{containment: containall}"),  # containall implies ipc
+    ("allow_uts_ns", "{namespaces: [uts]}"),
+    ("allow_user_ns", "{namespaces: [user]}"),
+])
+def test_sc201_other_namespaces_disabled_by_conf(site, key, layer):
+    c = site.checker(f"version: 1\nrules: {{a: {layer}}}\n", runtime=runtime(conf=conf(**{key: "no"})))
+    expect(c.check([job("a")]), "SC201", ERROR, "a", key.replace("_", " "))
+
+
+def test_sc202_user_bind_control_off(site):
+    c = site.checker("version: 1\n", runtime=runtime(conf=conf(user_bind_control="no")))
+    expect(c.check([job("a")]), "SC202", ERROR, "a", CONF, "user bind control = no")
+
+
+def test_sc202_passes_when_user_binds_allowed(site):
+    c = site.checker("version: 1\n", runtime=runtime(conf=conf(user_bind_control="yes")))
+    assert "SC202" not in codes(c.check([job("a")]))
+
+
+def test_sc203_no_user_namespaces_and_not_setuid(site):
+    c = site.checker("version: 1\n", runtime=runtime(setuid=False, userns=False))
+    expect(c.check([job("a")]), "SC203", ERROR, "a", "setuid")
+
+
+def test_sc203_user_namespace_asked_but_unavailable(site):
+    c = site.checker("version: 1\nrules: {a: {namespaces: [user]}}\n", runtime=runtime(setuid=True, userns=False))
+    expect(c.check([job("a")]), "SC203", ERROR, "a", "user namespace")
+
+
+def test_sc203_passes_with_setuid_runtime(site):
+    c = site.checker("version: 1\n", runtime=runtime(setuid=True, userns=False))
+    assert "SC203" not in codes(c.check([job("a")]))
+
+
+def test_sc204_network_type_not_allowed(site):
+    c = site.checker("version: 1\nrules: {a: {namespaces: [net], network: bridge}}\n",
+                     runtime=runtime(conf={"allow net networks": ("bridge",)}, setuid=False))
+    f = expect(c.check([job("a")]), "SC204", ERROR, "a", "'bridge'")
+    assert "containment.yaml:2" in f.where
+
+
+@pytest.mark.parametrize("layer, rt", [
+    ("{namespaces: [net]}", APPTAINER),  # network: none (built-in) is loopback only: always available
+    ("{namespaces: [net], network: bridge}", runtime(conf={"allow net networks": ("bridge, ptp",)}, setuid=True)),
+])
+def test_sc204_passes(site, layer, rt):
+    c = site.checker(f"version: 1\nrules: {{a: {layer}}}\n", runtime=rt)
+    assert "SC204" not in codes(c.check([job("a")]))
+
+
+def test_sc205_mount_hostfs(site):
+    c = site.checker("version: 1\n", runtime=runtime(conf=conf(mount_hostfs="yes")))
+    expect(c.check([job("a")]), "SC205", WARNING, "a", CONF, "mount hostfs = yes")
+
+
+def test_sc205_passes_without_hostfs_or_uncontained(site):
+    assert "SC205" not in codes(site.checker("version: 1\n").check([job("a")]))
+    c = site.checker("version: 1\nrules: {a: {containment: none}}\n", runtime=runtime(conf=conf(mount_hostfs="yes")))
+    assert "SC205" not in codes(c.check([job("a")]))
+
+
+@pytest.mark.parametrize("rt", [
+    runtime("singularity", (3, 8, 7)),  # legacy Singularity: no --mount
+    runtime("singularityce", (3, 8, 0)),
+    runtime("apptainer", (1, 0, 3)),
+    None,
+], ids=["singularity-3.8.7", "singularityce-3.8.0", "apptainer-1.0.3", "no-runtime"])
+@pytest.mark.parametrize("folder, bind", [
+    ("a,b", "'${ROOT}/a,b:/ab:ro'"),
+    ("c:d", "{src: '${ROOT}/c:d', dst: /cd}"),
+])
+def test_sc206_bind_path_that_bind_syntax_cannot_express(site, rt, folder, bind):
+    path = site.dir(folder)
+    c = site.checker(f"version: 1\nrules: {{a: {{binds: [{bind}]}}}}\n", runtime=rt)
+    f = expect(c.check([job("a")]), "SC206", ERROR, "a", path)
+    assert "containment.yaml:2" in f.where
+
+
+@pytest.mark.parametrize("rt", [runtime("apptainer", (1, 1, 0)), runtime("singularityce", (3, 9, 0)),
+                                runtime("singularityce", (4, 1, 2))])
+def test_sc206_passes_where_mount_exists(site, rt):
+    site.dir("a,b")
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/a,b:/ab:ro']}}\n", runtime=rt)
+    assert "SC206" not in codes(c.check([job("a", inputs=[site.path("x:y", "in.txt")])]))
+
+
+def test_sc206_auto_bind_of_a_job_folder(site):
+    c = site.checker("version: 1\n", runtime=runtime("singularity", (3, 8, 7)))
+    f = expect(c.check([job("a", inputs=[site.path("x:y", "in.txt")], wildcards={"s": "1"})]),
+               "SC206", ERROR, "a", site.path("x:y"))
+    assert f.job == "a[s=1]"
+
+
+def test_sc208_no_runtime(site):
+    c = site.checker("version: 1\n", runtime=None)
+    expect(c.check([job("a")]), "SC208", ERROR, "a", "apptainer")
+
+
+def test_sc208_passes_with_runtime_or_for_host_rules(site):
+    assert "SC208" not in codes(site.checker("version: 1\n").check([job("a")]))
+    c = site.checker("version: 1\nrules: {a: {containment: none}}\n", runtime=None)
+    assert codes(c.check([job("a", image=None)])) == []
+
+
+# --- SC3xx: binds ----------------------------------------------------------------------------------------
+
+
+def test_sc301_required_bind_source_missing(site):
+    c = site.checker("version: 1\nrules:\n  a:\n    binds:\n      - ${ROOT}/ref:/ref\n")
+    f = expect(c.check([job("a")]), "SC301", ERROR, "a", site.path("ref"))
+    assert f.where == f"rules['a'] ({site.root / 'containment.yaml'}:5)"
+
+
+def test_sc301_passes_when_source_exists(site):
+    site.dir("ref")
+    c = site.checker("version: 1\nrules:\n  a:\n    binds: ['${ROOT}/ref:/ref']\n")
+    assert codes(c.check([job("a")])) == []
+
+
+def test_sc302_optional_bind_source_missing_is_skipped(site):
+    c = site.checker("version: 1\nrules: {a: {binds: [{src: '${ROOT}/scratch', dst: /scratch, required: false}]}}\n")
+    findings = c.check([job("a")])
+    expect(findings, "SC302", NOTE, "a", site.path("scratch"))
+    assert "SC301" not in codes(findings)
+    assert c.job_plan(job("a")).binds == ()  # skipped: no --bind of a missing folder
+
+
+def test_sc302_passes_when_optional_source_exists(site):
+    site.dir("scratch")
+    c = site.checker("version: 1\nrules: {a: {binds: [{src: '${ROOT}/scratch', dst: /scratch, required: false}]}}\n")
+    assert codes(c.check([job("a")])) == []
+    assert [b.dst for b in c.job_plan(job("a")).binds] == ["/scratch"]
+
+
+@pytest.mark.parametrize("bind, hit", [
+    ("/usr/share:/usr/share:rw", "/usr"),
+    ("/usr/share:/opt/share:rw", "/usr"),  # source under a protected path
+    ("/opt:/etc/opt:rw", "/etc"),  # destination under a protected path
+    ("/:/host:rw", "/"),
+])
+def test_sc306_writable_bind_on_protected_path(site, bind, hit):
+    c = site.checker(f"version: 1\nrules: {{a: {{binds: ['{bind}']}}}}\n")
+    f = expect(c.check([job("a")]), "SC306", ERROR, "a", f"protected {hit}")
+    assert "containment.yaml:2" in f.where
+
+
+def test_sc306_user_protected_path(site):
+    raw = site.dir("raw", "run1")
+    c = site.checker("""
+        version: 1
+        defaults:
+          protected: ['${ROOT}/raw']
+        rules:
+          a: {binds: ['${ROOT}/raw/run1:rw']}
+        """)
+    expect(c.check([job("a")]), "SC306", ERROR, "a", raw, f"protected {site.path('raw')}")
+
+
+def test_sc306_output_auto_bind_under_protected_path(site):
+    site.dir("raw")
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n")
+    f = expect(c.check([job("a", outputs=[site.path("raw", "new", "x.txt")], wildcards={"n": "1"})]),
+               "SC306", ERROR, "a", site.path("raw", "new"))
+    assert f.job == "a[n=1]"
+
+
+def test_sc306_passes_for_read_only_or_unprotected(site):
+    site.dir("raw")
+    site.dir("out")
+    c = site.checker("""
+        version: 1
+        defaults: {protected: ['${ROOT}/raw']}
+        rules:
+          a: {binds: ['/usr/share:ro', '${ROOT}/raw:ro', '${ROOT}/out:rw']}
+        """)
+    assert codes(c.check([job("a", inputs=[site.path("raw", "x")], outputs=[site.path("out", "y")])])) == []
+
+
+def test_sc306_double_slash_does_not_escape_protection(site):
+    c = site.checker("version: 1\nrules: {a: {binds: ['//etc:rw']}}\n")
+    expect(c.check([job("a")]), "SC306", ERROR, "a", "/etc")
+
+
+def test_sc306_writable_parent_of_protected_path(site):
+    site.dir("data", "raw")
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/data/raw']}\nrules: {a: {binds: ['${ROOT}/data:rw']}}\n")
+    expect(c.check([job("a")]), "SC306", ERROR, "a", site.path("data"))
+
+
+def test_sc105_output_auto_bind_under_never_writable(site):
+    plugin = floor_plugin(Floor(never_writable=(site.path("data"),)))
+    c = site.checker("version: 1\n", plugins=[plugin])
+    expect(c.check([job("a", outputs=[site.path("data", "out", "x.txt")])]), "SC105", ERROR, "a", "sitefloor")
+
+
+# --- SC4xx: the job's files ------------------------------------------------------------------------------
+
+
+def test_sc401_input_shown_under_a_different_host_folder(site):
+    site.dir("v2")
+    c = site.checker("version: 1\nrules: {a: {binds: [{src: '${ROOT}/v2', dst: '${ROOT}/ref'}]}}\n")
+    path = site.path("ref", "genome.fa")
+    f = expect(c.check([job("a", inputs=[path], wildcards={"s": "x"})]), "SC401", ERROR, "a", path, site.path("v2"))
+    assert f.job == "a[s=x]"
+
+
+def test_sc401_input_outside_with_auto_binds_off(site):
+    c = site.checker("version: 1\ndefaults: {auto_binds: {inputs: false}}\n")
+    path = site.path("ref", "genome.fa")
+    expect(c.check([job("a", inputs=[path])]), "SC401", ERROR, "a", path)
+
+
+def test_sc401_passes_for_bound_auto_bound_and_workdir_inputs(site):
+    site.dir("ref")
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/ref:ro']}}\n")
+    inputs = [site.path("ref", "g.fa"), site.path("elsewhere", "x"), "in/local.txt"]
+    assert codes(c.check([job("a", inputs=inputs)])) == []
+
+
+def test_sc40x_not_checked_for_jobs_on_the_host(site):
+    c = site.checker("version: 1\nrules: {a: {containment: none, auto_binds: false}}\n")
+    assert codes(c.check([job("a", inputs=[site.path("x", "in")], outputs=[site.path("y", "out")], image=None)])) == []
+
+
+def test_sc402_output_under_read_only_bind(site):
+    site.dir("ref")
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/ref:ro']}}\n")
+    path = site.path("ref", "index", "g.idx")
+    expect(c.check([job("a", outputs=[path])]), "SC402", ERROR, "a", path, "read-only")
+
+
+def test_sc402_output_outside_with_auto_binds_off(site):
+    c = site.checker("version: 1\ndefaults: {auto_binds: {outputs: false}}\n")
+    path = site.path("results", "x.txt")
+    expect(c.check([job("a", outputs=[path])]), "SC402", ERROR, "a", path)
+
+
+def test_sc402_passes_for_rw_bind_workdir_and_auto_bind(site):
+    site.dir("ref", "index")
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/ref:ro', '${ROOT}/ref/index:rw']}}\n")
+    outputs = [site.path("ref", "index", "g.idx"), "results/x.txt", site.path("out", "y.txt")]
+    assert codes(c.check([job("a", outputs=outputs)])) == []
+
+
+def test_sc403_symlink_resolving_outside_what_is_visible(site):
+    link = "data/sample.fq"
+    c = site.checker("version: 1\n")
+    f = expect(c.check([job("a", inputs=[link], symlinks={link: "/srv/archive/sample.fq"})]),
+               "SC403", ERROR, "a", f"{site.workdir}/data/sample.fq", "/srv/archive/sample.fq")
+    assert "read-only" in f.fix
+
+
+def test_sc403_passes_when_target_is_bound(site):
+    site.dir("archive")
+    link = "data/sample.fq"
+    c = site.checker("version: 1\ndefaults: {binds: ['${ROOT}/archive:ro']}\n")
+    target = site.path("archive", "sample.fq")
+    assert codes(c.check([job("a", inputs=[link], symlinks={link: target})])) == []
+
+
+def test_sc403_passes_when_target_is_auto_bound_for_another_input(site):
+    c = site.checker("version: 1\n")
+    target = site.path("archive", "b.fq")
+    assert codes(c.check([job("a", inputs=["a.fq", target], symlinks={"a.fq": target})])) == []
+
+
+def test_sc404_ipc_namespace_without_containment(site):
+    c = site.checker("version: 1\nrules: {a: {containment: none, namespaces: [ipc]}}\n")
+    f = expect(c.check([job("a")]), "SC404", WARNING, "a", "/dev/shm")
+    assert "contain" in f.fix and "containment.yaml:2" in f.where
+
+
+def test_sc404_passes_with_containment(site):
+    c = site.checker("version: 1\nrules: {a: {containment: contain, namespaces: [ipc]}}\n")
+    assert codes(c.check([job("a")])) == []
+
+
+@pytest.mark.parametrize("path, folder", [("/etc/hosts", "/etc"), ("/usr/share/dict/words", "/usr/share/dict")])
+def test_sc405_input_under_a_system_folder_is_bound_over_the_image(site, path, folder):
+    c = site.checker("version: 1\n")
+    spec = job("a", inputs=[path], wildcards={"s": "x"})
+    f = expect(c.check([spec]), "SC405", WARNING, "a", folder)
+    assert f.job == "a[s=x]"
+    assert [(b.src, b.dst, b.mode) for b in c.job_plan(spec).binds] == [(folder, folder, "ro")]
+
+
+def test_sc405_input_under_a_user_protected_folder(site):
+    raw = site.dir("raw")
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n")
+    expect(c.check([job("a", inputs=[site.path("raw", "x.fq")])]), "SC405", WARNING, "a", raw)
+
+
+def test_sc405_passes_for_inputs_elsewhere_or_under_a_policy_bind(site):
+    c = site.checker("version: 1\nrules: {a: {binds: ['/usr/share:ro']}}\n")
+    inputs = [site.path("ref", "g.fa"), "in/local.txt", "/usr/share/dict/words"]
+    assert codes(c.check([job("a", inputs=inputs)])) == []

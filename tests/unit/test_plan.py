@@ -1,0 +1,218 @@
+"""Per-job plans: bind order, auto-binds, the problems behind SC401–SC403, and JobPlan.access()."""
+
+import pytest
+
+from sc_unit import codes, conf, job, mounted, runtime, seen
+from snakemake_singcontain.argv import apptainer_args
+
+
+def dsts(plan):
+    return [b.dst for b in plan.binds]
+
+
+def test_binds_parents_before_children(site):
+    for parts in (("d", "a", "b"), ("e",)):
+        site.dir(*parts)
+    c = site.checker("version: 1\nrules:\n  a:\n    binds: ['${ROOT}/d/a/b:ro', '${ROOT}/e', '${ROOT}/d:ro', '${ROOT}/d/a:rw']\n")
+    plan = c.job_plan(job("a"))
+    assert dsts(plan) == [site.path("e"), site.path("d"), site.path("d", "a"), site.path("d", "a", "b")]
+    order = dsts(plan)
+    for i, outer in enumerate(order):  # no bind is mounted after one below it
+        assert not any(inner.startswith(outer + "/") for inner in order[:i])
+
+
+def test_auto_binds_sorted_among_policy_binds(site):
+    site.dir("d", "a", "b")
+    c = site.checker("version: 1\nrules:\n  a:\n    binds: ['${ROOT}/d/a/b:ro']\n")
+    plan = c.job_plan(job("a", inputs=[site.path("d", "x.txt")]))
+    assert [(b.dst, b.mode, b.origin.layer) for b in plan.binds] == [
+        (site.path("d"), "ro", "auto-bind"), (site.path("d", "a", "b"), "ro", "rules['a']")]
+
+
+def test_auto_binds_one_per_folder_and_outputs_win(site):
+    c = site.checker("version: 1\n")
+    out = site.path("out")
+    plan = c.job_plan(job("a", inputs=[f"{out}/in.txt", site.path("ref", "g.fa"), site.path("ref", "g.fai"),
+                                       f"{out}/sub/deeper.txt"],
+                          outputs=[f"{out}/x.txt", f"{out}/y.txt"]))
+    assert [(b.src, b.dst, b.mode) for b in plan.binds] == [(out, out, "rw"), (site.path("ref"), site.path("ref"), "ro")]
+    assert plan.binds[0].required is False
+    assert plan.problems == ()
+
+
+def test_nothing_is_bound_for_files_in_the_workdir(site):
+    c = site.checker("version: 1\n")
+    plan = c.job_plan(job("a", inputs=["data/in.txt", f"{site.workdir}/data/b.txt", "./c.txt"],
+                          outputs=["results/deep/x.txt", f"{site.workdir}/log.txt"]))
+    assert plan.binds == () and plan.problems == ()
+
+
+def test_auto_binds_modes_follow_the_policy(site):
+    c = site.checker("version: 1\ndefaults: {auto_binds: {inputs: rw}}\n")
+    plan = c.job_plan(job("a", inputs=[site.path("ref", "g.fa")]))
+    assert [(b.dst, b.mode) for b in plan.binds] == [(site.path("ref"), "rw")]
+
+
+def test_auto_binds_off(site):
+    c = site.checker("version: 1\ndefaults: {auto_binds: false}\n")
+    plan = c.job_plan(job("a", inputs=[site.path("ref", "g.fa")], outputs=[site.path("out", "x")]))
+    assert plan.binds == ()
+    assert [(kind, path) for kind, path, _ in plan.problems] == [("output", site.path("out", "x")),
+                                                                  ("input", site.path("ref", "g.fa"))]
+
+
+def test_output_under_read_only_policy_bind(site):
+    site.dir("ref")
+    c = site.checker("version: 1\ndefaults: {binds: ['${ROOT}/ref:ro']}\n")
+    plan = c.job_plan(job("a", outputs=[site.path("ref", "idx", "g.idx")]))
+    ((kind, path, why),) = plan.problems
+    assert (kind, path) == ("output", site.path("ref", "idx", "g.idx")) and "read-only" in why
+    assert dsts(plan) == [site.path("ref")]  # no auto-bind is added to cure it
+
+
+def test_input_shown_under_a_different_host_folder(site):
+    site.dir("v2")
+    c = site.checker("version: 1\ndefaults: {binds: [{src: '${ROOT}/v2', dst: '${ROOT}/ref'}]}\n")
+    plan = c.job_plan(job("a", inputs=[site.path("ref", "g.fa")]))
+    ((kind, path, why),) = plan.problems
+    assert (kind, path) == ("input", site.path("ref", "g.fa")) and site.path("v2") in why
+
+
+def test_input_in_a_workdir_folder_shadowed_by_a_bind(site):
+    site.dir("shared")
+    c = site.checker("version: 1\ndefaults: {binds: [{src: '${ROOT}/shared', dst: '${ROOT}/work/ref'}]}\n")
+    plan = c.job_plan(job("a", inputs=["ref/g.fa", "other/ok.txt"]))
+    assert [(k, p) for k, p, _ in plan.problems] == [("input", f"{site.workdir}/ref/g.fa")]
+
+
+def test_symlink_input_resolving_outside_what_is_visible(site):
+    c = site.checker("version: 1\n")
+    plan = c.job_plan(job("a", inputs=["in/a.fq", "in/b.fq"], symlinks={"in/a.fq": "/srv/archive/a.fq",
+                                                                         "in/b.fq": f"{site.workdir}/real/b.fq"}))
+    ((kind, path, why),) = plan.problems
+    assert (kind, path) == ("symlink", f"{site.workdir}/in/a.fq") and "/srv/archive/a.fq" in why
+
+
+def test_rule_plan_is_shared_by_jobs_of_a_rule_and_image(site):
+    c = site.checker("version: 1\n", rules=["a"])
+    assert c.job_plan(job("a", inputs=["x"])).rule is c.job_plan(job("a", inputs=["y"])).rule
+    assert c.job_plan(job("a")).rule is not c.job_plan(job("a", image="/images/other.sif")).rule
+
+
+# --- JobPlan.access --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def access_plan(site):
+    for parts in (("ref", "idx"), ("v2",), ("d", "ab")):
+        site.dir(*parts)
+    c = site.checker("""
+        version: 1
+        defaults:
+          binds:
+            - ${ROOT}/ref:ro
+            - ${ROOT}/ref/idx:rw
+            - {src: '${ROOT}/v2', dst: '${ROOT}/shown'}
+            - ${ROOT}/d/ab
+        """)
+    return site, c.job_plan(job("a", inputs=[site.path("in", "x")], outputs=[site.path("out", "y")]))
+
+
+@pytest.mark.parametrize("parts, mode", [
+    (("work", "results", "x.txt"), "rw"),
+    (("work",), "rw"),
+    (("ref",), "ro"),
+    (("ref", "g.fa"), "ro"),
+    (("ref", "idx"), "rw"),  # a writable bind nested in a read-only one
+    (("ref", "idx", "g.idx"), "rw"),
+    (("ref", "idxx"), "ro"),  # a sibling that only shares a prefix with the nested bind
+    (("shown", "a"), None),  # the container shows v2 there, not this host folder
+    (("v2", "a"), None),  # v2 is visible, but at another path
+    (("d", "ab", "f"), "ro"),
+    (("d", "abc", "f"), None),  # a name prefix is not a parent
+    (("in", "x"), "ro"),  # auto-bound input folder
+    (("out", "y"), "rw"),  # auto-bound output folder
+    (("elsewhere", "z"), None),
+])
+def test_access(access_plan, parts, mode):
+    site, plan = access_plan
+    assert plan.access(site.path(*parts)) == mode
+
+
+def test_access_relative_paths_are_in_the_workdir(access_plan):
+    site, plan = access_plan
+    assert plan.access("results/x.txt") == "rw"
+    assert plan.access("../ref/g.fa") == "ro"
+    assert plan.access("/") is None
+
+
+def test_access_runtime_default_mounts_only_without_containment(site):
+    job_a = job("a")
+    plan = site.checker("version: 1\nrules: {a: {containment: none}}\n").job_plan(job_a)
+    assert plan.access("/var/tmp/x") == "rw"
+    plan = site.checker("version: 1\nrules: {a: {containment: none}}\n",
+                        runtime=runtime(conf=conf(mount_tmp="no"))).job_plan(job_a)
+    assert plan.access("/var/tmp/x") is None
+    plan = site.checker("version: 1\n").job_plan(job_a)  # --contain: an empty /tmp, /var/tmp
+    assert plan.access("/var/tmp/x") is None
+
+
+# --- the plan as Apptainer mounts it ---------------------------------------------------------------------
+
+
+def test_mount_simulation_agrees_with_access_for_an_ordinary_job(access_plan):
+    site, plan = access_plan
+    table = mounted(apptainer_args(plan, runtime(), {}), plan.rule.workdir)
+    for parts in (("work", "r", "x"), ("ref", "g"), ("ref", "idx", "g"), ("in", "x"), ("out", "y"), ("d", "ab", "f")):
+        path = site.path(*parts)
+        assert seen(table, path) == (path, plan.access(path)), path
+
+
+@pytest.mark.parametrize("policy, inputs", [
+    ("version: 1\n", ["../ref.fa"]),  # auto-bind of the workdir's parent, read-only
+    ("version: 1\ndefaults: {binds: ['${ROOT}:ro']}\n", []),
+])
+def test_outputs_in_the_workdir_stay_writable_under_a_parent_bind(site, policy, inputs):
+    # A parent bind is mounted after Snakemake's --home WORKDIR and would hide it (measured, Apptainer 1.4.5):
+    # the plan binds the workdir again, after the parent, so it stays writable.
+    c = site.checker(policy)
+    spec = job("a", inputs=inputs, outputs=["results/x.txt"])
+    plan = c.job_plan(spec)
+    out = f"{site.workdir}/results/x.txt"
+    assert plan.access(out) == "rw"
+    assert "SC402" not in codes(c.check([spec]))
+    assert seen(mounted(apptainer_args(plan, runtime(), {}), site.workdir), out) == (out, "rw")
+    parent, again = plan.binds  # parents before children: the workdir's bind comes after its parent's
+    assert (parent.src, parent.dst, parent.mode) == (str(site.root), str(site.root), "ro")
+    assert (again.src, again.dst, again.mode, again.origin.layer) == (site.workdir, site.workdir, "rw", "workdir")
+
+
+@pytest.mark.parametrize("policy, inputs", [
+    ("version: 1\n", ["sub/in.txt", "../sibling/in.txt"]),  # nothing bound, or a sibling of the workdir
+    ("version: 1\ndefaults: {binds: ['${ROOT}/work/sub:ro']}\n", []),  # a folder inside the workdir
+])
+def test_workdir_is_bound_again_only_under_a_parent_bind(site, policy, inputs):
+    site.dir("work", "sub")
+    plan = site.checker(policy).job_plan(job("a", inputs=inputs, outputs=["results/x.txt"]))
+    assert all(b.origin.layer != "workdir" and b.dst != site.workdir for b in plan.binds), plan.binds
+
+
+class Hung(Exception):
+    pass
+
+
+def test_symlink_target_with_a_double_slash_does_not_hang(site):
+    # '//srv' (which posixpath.dirname never shortens past '//') is /srv to the kernel and to Apptainer.
+    import signal
+
+    def alarm(signum, frame):
+        raise Hung("job_plan() still running after 0.3 s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        plan = site.checker("version: 1\n").job_plan(job("a", inputs=["in/a.fq"], symlinks={"in/a.fq": "//srv/a.fq"}))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [kind for kind, _, _ in plan.problems] == ["symlink"]

@@ -122,28 +122,18 @@ def test_apptainer_env_emulation_matches_measurements():
     assert apptainer_env('"X=a=1\nB=2"') == {"X": "a=1\nB=2"}
 
 
-@pytest.mark.parametrize("value", ["a,b", "-Dx=1,LD_PRELOAD=/x.so", "a=1,b=2", "k=v", "plain", "", "a\nb", "a,b\nc=d"])
+@pytest.mark.parametrize("value", ["a,b", "-Dx=1,LD_PRELOAD=/x.so", "a=1,b=2", "k=v", "plain", "", "a\nb", "a,b\nc=d",
+                                   "a=1\nB=2", "\na=1", "k=v\n"])
 def test_env_values_reach_the_container_intact(site, value):
     argv = flags(site, "{cleanenv: true, env: [X]}", {"X": value})
     assert passed_env(argv) == {"X": value}  # and, above all, no other variable crosses
 
 
 @pytest.mark.parametrize("value", ['say "hi"', '-Dopt="v w"', 'a="b"'])
-def test_env_values_with_quotes_are_intact_or_refused(site, value):
-    try:
-        argv = flags(site, "{cleanenv: true, env: [X]}", {"X": value})
-    except ValueError:
-        return  # refused before any job starts (the bridge reports SC209): acceptable
-    assert passed_env(argv) == {"X": value}
-
-
-@pytest.mark.parametrize("value", ["a=1\nB=2", "\na=1", "k=v\n"])
-def test_env_values_with_a_newline_are_intact_or_refused(site, value):
-    try:
-        argv = flags(site, "{cleanenv: true, env: [X]}", {"X": value})
-    except ValueError:
-        return  # refused before any job starts (the bridge reports SC209): acceptable
-    assert passed_env(argv) == {"X": value}
+def test_env_values_with_quotes_are_refused(site, value):
+    # Apptainer trims or rejects a '"' in --env (measured); the bridge reports the ValueError as SC209.
+    with pytest.raises(ValueError, match="X"):
+        flags(site, "{cleanenv: true, env: [X]}", {"X": value})
 
 
 def test_env_pair_quotes_a_comma_and_refuses_a_quote():

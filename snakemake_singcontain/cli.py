@@ -29,8 +29,6 @@ PROG = "singcontain"
 # The quietest spelling both Snakemake 8.30 and 9.27 accept: 9 ignores `--quiet all` in dry runs, 8 then
 # prints no error either. A store_true option always follows it, so it never swallows a target.
 QUIET = ["--quiet", "host", "progress", "rules"]
-# explain reads Snakemake's job listing (rule, output, wildcards), which 8.x prints only when not quiet at all.
-LISTING: list[str] = []
 SDM_OPTIONS = ("--sdm", "--software-deployment-method", "--deployment-method", "--deployment", "--use-apptainer",
                "--use-singularity")
 PROGRESS = "building the DAG with Snakemake…"
@@ -67,13 +65,13 @@ class SnakemakeRun:
         return self.returncode != 0 and self.audit is not None and not has_errors(findings_of(self.audit))
 
 
-def snakemake_argv(extra: list[str], user_args: list[str], quiet: list[str] = QUIET) -> list[str]:
+def snakemake_argv(extra: list[str], user_args: list[str]) -> list[str]:
     sdm = [] if any(a.split("=", 1)[0] in SDM_OPTIONS for a in user_args) else ["--sdm", "apptainer"]
     # Our options first, each option-valued list closed by a store_true flag, then the user's as given.
-    return [sys.executable, "-m", "snakemake", *sdm, *quiet, "--dry-run", *extra, *user_args]
+    return [sys.executable, "-m", "snakemake", *sdm, *QUIET, "--dry-run", *extra, *user_args]
 
 
-def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False, quiet: list[str] = QUIET,
+def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False,
                   progress: str = PROGRESS) -> SnakemakeRun:
     with tempfile.TemporaryDirectory(prefix="singcontain-") as tmp:
         path = os.path.join(tmp, "audit.json")
@@ -84,7 +82,7 @@ def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False,
         if progress:
             print(f"{PROG}: {progress}", file=sys.stderr, flush=True)
         try:
-            done = subprocess.run(snakemake_argv(extra, user_args, quiet), env=env, stdin=subprocess.DEVNULL,
+            done = subprocess.run(snakemake_argv(extra, user_args), env=env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         except OSError as err:
             raise CliError(f"cannot run Snakemake with {sys.executable}: {err.strerror}") from None
@@ -246,57 +244,18 @@ def _user_option(user_args: list[str], *names: str) -> str | None:
     return known.value
 
 
-def _workdir(audit: dict, user_args: list[str]) -> str:
-    if audit.get("workdir"):
-        return audit["workdir"]
-    directory = _user_option(user_args, "-d", "--directory")
-    return os.path.abspath(directory) if directory else os.getcwd()
-
-
-def _listed_jobs(output: str) -> list[dict]:
-    """Snakemake's dry-run listing ('rule NAME:' then indented 'key: value' lines), for audits without outputs."""
-    jobs, current = [], None
-    for line in output.splitlines():
-        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\S+):$", line)
-        if m:
-            current = {"rule": m.group(1), "output": [], "wildcards": ""}
-            jobs.append(current)
-        elif current is not None and (m := re.match(r"^\s+(output|wildcards): (.*)$", line)):
-            current[m.group(1)] = m.group(2).split(", ") if m.group(1) == "output" else m.group(2)
-        elif current is not None and not line.startswith((" ", "\t")):
-            current = None
-    return jobs
-
-
 def _same_path(a: str, b: str, workdir: str) -> bool:
     return os.path.normpath(os.path.join(workdir, a)) == os.path.normpath(os.path.join(workdir, b))
 
 
-def find_job(target: str, audit: dict, output: str, workdir: str) -> dict:
+def find_job(target: str, audit: dict, workdir: str) -> dict:
     jobs = audit.get("jobs") or []
-    if not jobs:
-        raise CliError(f"no job runs in a container for {target}: its rule runs nothing (e.g. a rule with only "
-                       "input:, like `all`), or it is not contained")
-    by_output = [j for j in jobs if any(_same_path(o, target, workdir) for o in j.get("outputs", []))]
-    if by_output:
-        return by_output[0]
+    by_output = [j for j in jobs if any(_same_path(o, target, workdir) for o in j["outputs"])]
     by_rule = [j for j in jobs if j["rule"] == target]
-    if by_rule:
-        return by_rule[0]
-    for listed in _listed_jobs(output):
-        if listed["rule"] == target:
-            raise CliError(f"rule {target} runs nothing in a container (no shell:, script: … to run)")
-        if any(_same_path(o, target, workdir) for o in listed["output"]):
-            label = f"{listed['rule']}[{listed['wildcards']}]" if listed["wildcards"] else listed["rule"]
-            match = [j for j in jobs if j["job"] == label]
-            if match:
-                return match[0]
-            raise CliError(f"the job making {target} ({label}) runs nothing in a container (a rule without "
-                           "shell:, script: …)")
-    if len(jobs) == 1:
-        return jobs[0]
-    raise CliError(f"could not tell which job makes {target}; jobs in the dry run: "
-                   + ", ".join(j["job"] for j in jobs))
+    if by_output or by_rule:
+        return (by_output or by_rule)[0]
+    raise CliError(f"no job that runs in a container makes {target}: its rule runs nothing (a rule with only "
+                   "input:, like `all`), or the target is not in the workflow")
 
 
 def _runtime_binary() -> str:
@@ -370,19 +329,10 @@ def cmd_explain(args, user_args: list[str]) -> int:
     target = args.target
     if not target:
         raise CliError("name the job: singcontain explain --target FILE, or singcontain explain RULE")
-    run = run_snakemake(["--force", target], user_args, jobs=True, quiet=LISTING)
+    run = run_snakemake(["--force", target], user_args, jobs=True)
     audit = run.require_audit()
-    workdir = _workdir(audit, user_args)
-    try:
-        job = find_job(target, audit, run.output, workdir)
-    except CliError as err:
-        if not has_errors(findings_of(audit)):
-            raise
-        # The check refused the dry run before Snakemake listed its jobs: its findings are what there is to tell.
-        print(render_findings_by_rule(findings_of(audit)))
-        print(f"{PROG}: {err} (the check refused the dry run before Snakemake listed its jobs; fix the errors "
-              "above, or explain one of those jobs by rule name or output file)", file=sys.stderr)
-        return 1
+    workdir = audit["workdir"]
+    job = find_job(target, audit, workdir)
     rule = audit["rules"][job["rule"]]
     print(render_explain(job, rule, workdir, user_args, os.getcwd()))
     findings = [f for f in findings_of(audit) if f.rule == job["rule"] and f.job in (None, job["job"])]

@@ -135,10 +135,11 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append((kind, path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
     for src, dst in job.support:
         src, dst = _absolute(src, rule.workdir), _absolute(dst, rule.workdir)
-        if lookup(mounts, dst)[0] is None:
-            # Snakemake binds these writable after the plan's flags; Apptainer keeps the first bind of a
-            # destination (measured), so binding them read-only here first is what the job gets. A job only
-            # reads there (its outputs get their own binds).
+        mount, same = lookup(mounts, dst)
+        if not (mount and same and mount.mode == "rw"):
+            # Snakemake binds these writable after the plan's flags, also inside a read-only bind; Apptainer
+            # keeps the first bind of a destination (measured), so binding them read-only here first is what
+            # the job gets. A job only reads there (its outputs get their own binds).
             auto[dst] = Bind(src, dst, "ro", required=False, origin=SUPPORT)
             mounts[dst] = Mount(src, dst, "ro", "Snakemake's own files")
     for path, real in job.symlinks.items():

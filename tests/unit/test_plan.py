@@ -216,3 +216,20 @@ def test_symlink_target_with_a_double_slash_does_not_hang(site):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert [kind for kind, _, _ in plan.problems] == ["symlink"]
+
+
+@pytest.mark.parametrize("policy", ["version: 1\n", "version: 1\ndefaults: {binds: ['${ROOT}/home:ro']}\n"])
+def test_snakemakes_own_binds_are_read_only(site, policy):
+    # Snakemake appends writable binds of its source cache and import paths; the plan binds them read-only
+    # first, also when they lie inside a read-only policy bind (Snakemake's own would be mounted on top).
+    cache = site.dir("home", ".cache", "snakemake")
+    c = site.checker(policy)
+    plan = c.job_plan(job("a", support=((cache, cache), ("/usr/lib/python3/dist-packages", "/mnt/snakemake_searchpaths/item_0"))))
+    own = {(b.src, b.dst, b.mode) for b in plan.binds if b.origin.layer == "snakemake"}
+    assert own == {(cache, cache, "ro"), ("/usr/lib/python3/dist-packages", "/mnt/snakemake_searchpaths/item_0", "ro")}
+
+
+def test_snakemakes_own_binds_inside_the_workdir_need_nothing(site):
+    storage = site.dir("work", ".snakemake", "storage")
+    plan = site.checker("version: 1\n").job_plan(job("a", support=((storage, storage),)))
+    assert all(b.origin.layer != "snakemake" for b in plan.binds)

@@ -15,19 +15,19 @@ esac
 venv=${SINGCONTAIN_HOME:-/opt/singcontain}/venv-snakemake$major
 log=$(mktemp /tmp/singcontain-venv.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
+fail() { tail -30 "$log" >&2; echo "tools/venv.sh: creating $venv failed" >&2; exit 1; }
+# Each step checked on its own: `set -e` does not apply inside a `{ …; } || …` block.
 stamp="$pins $(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
-{
-  if [ ! -x "$venv/bin/python" ]; then
-    command -v /usr/bin/python3 >/dev/null || apt-get install -y -q python3 python3-venv
-    /usr/bin/python3 -m venv "$venv" || { apt-get install -y -q python3-venv && /usr/bin/python3 -m venv "$venv"; }
-  fi
-  if [ "$(cat "$venv/.singcontain-stamp" 2>/dev/null)" != "$stamp" ]; then
-    "$venv/bin/pip" install -q --upgrade pip
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $pins "$repo[test]"
-    echo "$stamp" > "$venv/.singcontain-stamp"
-  fi
-  "$venv/bin/pip" install -q --no-deps --force-reinstall "$repo"
-} >"$log" 2>&1 || { tail -30 "$log" >&2; echo "tools/venv.sh: creating $venv failed" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ]; then
+  /usr/bin/python3 -m venv "$venv" >>"$log" 2>&1 \
+    || { apt-get install -y -q python3-venv >>"$log" 2>&1 && /usr/bin/python3 -m venv "$venv" >>"$log" 2>&1; } || fail
+fi
+if [ "$(cat "$venv/.singcontain-stamp" 2>/dev/null)" != "$stamp" ]; then
+  "$venv/bin/pip" install -q --upgrade pip >>"$log" 2>&1 || fail
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $pins "$repo[test]" >>"$log" 2>&1 || fail
+  echo "$stamp" > "$venv/.singcontain-stamp"
+fi
+"$venv/bin/pip" install -q --no-deps --force-reinstall "$repo" >>"$log" 2>&1 || fail
 chmod -R a+rX "$venv"
 echo "$venv"

@@ -329,10 +329,20 @@ def cmd_explain(args, user_args: list[str]) -> int:
     target = args.target
     if not target:
         raise CliError("name the job: singcontain explain --target FILE, or singcontain explain RULE")
-    run = run_snakemake(["--force", target], user_args, jobs=True)
+    wildcards = dict(pair.split("=", 1) for pair in args.wildcards if "=" in pair)
+    if len(wildcards) != len(args.wildcards) or (wildcards and args.target != args.rule):
+        raise CliError("--wildcards goes with RULE and takes K=V pairs: singcontain explain RULE --wildcards k=v")
+    # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
+    run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs=True)
     audit = run.require_audit()
     workdir = audit["workdir"]
-    job = find_job(target, audit, workdir)
+    if wildcards:
+        matching = [j for j in audit.get("jobs") or [] if j["rule"] == target and j["wildcards"] == wildcards]
+        if not matching:
+            raise CliError(f"no job of rule {target} with wildcards {wildcards} in this workflow's DAG")
+        job = matching[0]
+    else:
+        job = find_job(target, audit, workdir)
     rule = audit["rules"][job["rule"]]
     print(render_explain(job, rule, workdir, user_args, os.getcwd()))
     findings = [f for f in findings_of(audit) if f.rule == job["rule"] and f.job in (None, job["job"])]
@@ -555,8 +565,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "[--format text|json] ")
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or the audit as JSON")
     p = add("explain", "Show one job's effective settings, binds and `apptainer exec` line, and where each "
-                       "setting comes from.", "RULE | --target FILE ")
+                       "setting comes from.", "RULE [--wildcards K=V …] | --target FILE ")
     p.add_argument("--target", metavar="FILE", help="the file the job makes (or a rule without wildcards)")
+    p.add_argument("--wildcards", nargs="+", metavar="K=V", default=[],
+                   help="with RULE: the job of RULE with these wildcard values, among the workflow's jobs")
     p = add("report", "Audit every job's effective containment (a dry run with --forceall) as Markdown or JSON.",
             "[--format markdown|json] [-o FILE] ")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -596,6 +608,7 @@ def _main(argv: list[str]) -> int:
     if command == "explain":
         if positional and args.target:
             raise CliError("name the job once: either RULE or --target FILE")
+        args.rule = positional
         args.target = args.target or positional
     return COMMANDS[command](args, extra + tail)
 

@@ -48,7 +48,8 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
                 args = shlex.join(apptainer_args(plan, runtime, environ)) if job.image else None
             except ValueError as err:  # a path --bind cannot express: reported as SC206
                 args = f"(not expressible: {err})"
-            report["jobs"].append({"rule": job.rule, "job": job.label, "outputs": list(job.outputs),
+            report["jobs"].append({"rule": job.rule, "job": job.label, "wildcards": dict(job.wildcards),
+                                   "outputs": list(job.outputs),
                                    "image": job.image, "apptainer_args": args,
                                    "binds": [asdict(b) | {"origin": str(b.origin)} for b in plan.binds]})
     return report

@@ -141,6 +141,11 @@ def test_explain_a_job(image, clean):
     # containment none: the runtime's default /tmp mount shows the inputs in scratch (under /tmp), no auto-bind
     assert re.search(rf" exec --home {work} --pid --bind {site}:/site:ro {image} bash -c '…'$", run.output, re.M), run
 
+    run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=b", *config(image, scratch))
+    assert run.returncode == 0 and "job simulate_mc[sample=b] (rule simulate_mc)" in run.output, run
+    run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=zz", *config(image, scratch))
+    assert run.returncode == 2 and "no job of rule simulate_mc with wildcards {'sample': 'zz'}" in run.output, run
+
 
 def test_init_writes_a_starter_and_never_overwrites():
     work, _, _ = make_workflow("singcontain-cli-init-", None)  # contain() names a file that does not exist yet

@@ -211,7 +211,7 @@ def test_snakefile_error_is_snakemakes_message(image):
 
 def test_snakemake_output_is_trimmed_to_its_error():
     """Pure: what is kept of Snakemake's output when it stops before the check (no Snakemake run)."""
-    from snakemake_singcontain.cli import snakemake_argv, trim_snakemake_output
+    from snakemake_singcontain.cli.run import snakemake_argv, trim_snakemake_output
 
     site = "/venv/lib/python3.11/site-packages/snakemake"
     crash = (f'Traceback (most recent call last):\n\n  File "{site}/parser.py", line 164, in error\n'

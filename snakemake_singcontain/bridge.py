@@ -274,7 +274,6 @@ class _Bridge:
             plan = self.checker.rule_plan(job.rule, job.image)
             binds = [b for b in plan.settings.binds if b.src not in plan.missing]
             args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
-            command = f"{runtime.binary} exec {shlex.join(['--home', os.getcwd(), *args])} {job.image} true"
             if not os.path.exists(job.image):
                 findings.append(Finding("SC207", WARNING, job.rule, f"image {job.image} is not on this host yet, so "
                                         "the rule's flags were not smoke-tested",
@@ -286,6 +285,7 @@ class _Bridge:
             result = self._smoked[key]
             if not result.ok:
                 what = "; ".join(result.weakened) or result.fatal
+                command = f"{runtime.binary} exec {shlex.join(['--home', os.getcwd(), *args])} {job.image} true"
                 findings.append(Finding("SC207", ERROR, job.rule, f"starting the image with this rule's flags failed "
                                         f"or was weakened: {what}",
                                         f"run `{command}` to see the runtime's message; ask the site admin, or change "

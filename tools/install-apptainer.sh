@@ -93,9 +93,12 @@ if ! [[ -e $PREFIX/$STAMP ]] || ! "$PREFIX/bin/apptainer" --version >/dev/null 2
     stage=$PREFIX.new.$$
     trap 'rm -rf "$work" "$stage"' EXIT
     mkdir -p "$work"/{lists/partial,cache/archives/partial,debs,root}
-    # Private apt state pointing at sid: the system's sources stay untouched.  The mirror
-    # may serve a sid Release past its Valid-Until; signatures are still verified.
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" \
+    # Private apt state pointing at sid on the system's own mirror (sites often reach only
+    # theirs): the system's sources stay untouched.  The mirror may serve a sid Release past
+    # its Valid-Until; signatures are still verified.
+    mirror=$(bash "$(dirname "$0")/debian-mirror.sh") \
+        || die "no Debian mirror in the system's apt sources to fetch apptainer from (see above)"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" \
         >"$work/sources.list"
     apt_sid=(apt-get -q -o Dir::Etc::sourcelist="$work/sources.list" -o Dir::Etc::sourceparts=-
              -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache"

@@ -7,6 +7,11 @@
 # logs and PIDs; SINGCONTAIN_SLURMCTLD_PORT / SINGCONTAIN_SLURMD_PORT (default 6817 / 6818).
 # No accounting (no slurmdbd): `sacct` does not work, so Snakemake's slurm executor needs
 # `--slurm-status-command squeue`, and cluster-generic needs tools/slurm-status.sh as status command.
+# On a machine whose service manager already runs (or, on installing the packages, just started) the
+# daemons: a working munged is reused, never stopped; a slurmctld/slurmd listening on our ports is
+# stopped (`systemctl stop` of its unit under systemd, else SIGTERM after recording its command line,
+# user, environment and folder) and started again the same way by `down`, as is any /etc/slurm config
+# of theirs that ours replaced (kept meanwhile as /etc/slurm/NAME.singcontain-saved).
 # Works with Debian 12's Slurm 22.05 and Debian 13's 24.11: the config only sets plugins that exist in
 # both and leaves every `*/none` plugin at its default (23.11 removed most of those plugins).
 set -euo pipefail
@@ -18,6 +23,7 @@ PARTITION=main
 # Our config files are symlinked into /etc/slurm: slurm.conf must be there (slurm-jobstep strips
 # SLURM_CONF before its `srun`), and cgroup.conf is read from beside it.
 CONF_FILES=(slurm.conf cgroup.conf)
+SAVED=singcontain-saved
 PACKAGES=(slurmctld slurmd slurm-client munge)
 DAEMONS=(munged slurmctld slurmd)  # start order; stopped in reverse
 
@@ -26,7 +32,7 @@ note() { echo "slurm.sh: $*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-pid_of() { cat "$D/run/$1.pid" 2>/dev/null || true; }
+pid_of() { cat "$D/run/$1.pid" 2>/dev/null || cat "$D/run/$1.reused" 2>/dev/null || true; }
 # A recorded PID counts only while it runs the same program (PIDs get reused) and is not a zombie.
 alive() {
     local pid st; pid=$(pid_of "$1")
@@ -45,33 +51,104 @@ status() {
 down() {
     local d any
     # Jobs outlive slurmd (their slurmstepd is detached): cancel them all through our slurmctld first.
-    if alive slurmctld && [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+    if ours_alive slurmctld && [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
         scancel --quiet $(squeue -h -o %i) 2>/dev/null || true
         for _ in $(seq 100); do [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break; sleep 0.1; done
     fi
     # All at once: each daemon takes ~2 s to shut down, none needs another to do so.
-    for d in "${DAEMONS[@]}"; do if alive "$d"; then kill -TERM "$(pid_of "$d")"; fi; done
+    for d in "${DAEMONS[@]}"; do if ours_alive "$d"; then kill -TERM "$(pid_of "$d")"; fi; done
     for _ in $(seq 100); do
         any=""
-        for d in "${DAEMONS[@]}"; do if alive "$d"; then any=1; fi; done
+        for d in "${DAEMONS[@]}"; do if ours_alive "$d"; then any=1; fi; done
         [[ -n $any ]] || break
         sleep 0.1
     done
     for d in "${DAEMONS[@]}"; do
-        if alive "$d"; then note "$d ($(pid_of "$d")) ignored SIGTERM for 10 s, killing"; kill -KILL "$(pid_of "$d")"; fi
+        if ours_alive "$d"; then note "$d ($(pid_of "$d")) ignored SIGTERM for 10 s, killing"; kill -KILL "$(pid_of "$d")"; fi
     done
     # Exited daemons stay zombies until PID 1 reaps them (~2 s here): wait a little so that `pgrep`
     # right after `down` shows nothing.
     for _ in $(seq 30); do
         any=""
-        for d in "${DAEMONS[@]}"; do [[ $(cat "/proc/$(pid_of "$d")/comm" 2>/dev/null) == "$d" ]] && any=1; done
+        for d in "${DAEMONS[@]}"; do [[ -e $D/run/$d.pid && $(cat "/proc/$(pid_of "$d")/comm" 2>/dev/null) == "$d" ]] && any=1; done
         [[ -n $any ]] || break
         sleep 0.1
     done
-    rm -f "$D"/run/*.pid
+    rm -f "$D"/run/*.pid "$D"/run/*.reused
     local f
-    for f in "${CONF_FILES[@]}"; do   # remove only our own symlinks
+    for f in "${CONF_FILES[@]}"; do   # remove only our own symlinks; put back what they replaced
         if ours "$f"; then rm -f "/etc/slurm/$f"; fi
+        if [[ -e /etc/slurm/$f.$SAVED && ! -e /etc/slurm/$f ]]; then mv "/etc/slurm/$f.$SAVED" "/etc/slurm/$f"; fi
+    done
+    restore_foreign
+}
+
+ours_alive() { [[ -e $D/run/$1.pid ]] && alive "$1"; }
+
+# --- Daemons of the machine's own (package services) on our ports: stopped by `up`, restarted by `down`.
+# One folder per stopped daemon under $D/foreign/N-NAME: `unit` (systemd) or cmdline/environ (NUL-
+# separated), uid, gid, cwd, exe. Kept out of the folders `up` wipes.
+listener() {  # PID of the process listening on TCP port $1 (from /proc: minimal roots have no ss)
+    local inode link
+    inode=$(awk -v port="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == port {print $10; exit}' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+    [[ -n $inode ]] || return 0
+    link=$(find /proc/[0-9]*/fd -lname "socket:\[$inode\]" -print -quit 2>/dev/null || true)  # processes come and go
+    [[ -z $link ]] || cut -d/ -f3 <<<"$link"
+}
+pid_named() { { grep -lx "$1" /proc/[0-9]*/comm 2>/dev/null || true; } | head -n1 | cut -d/ -f3; }  # no pgrep in minimal roots
+stop_foreign() {  # port
+    local pid name unit rec st
+    pid=$(listener "$1")
+    [[ -n $pid ]] || return 0
+    name=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    [[ $name == slurmctld || $name == slurmd ]] \
+        || { down; die "port $1 is in use by ${name:-an unknown process} (PID ${pid:-?}); set SINGCONTAIN_SLURMCTLD_PORT/SINGCONTAIN_SLURMD_PORT"; }
+    rec=$D/foreign/$(date +%s%N)-$name
+    mkdir -p "$rec"
+    unit=$(sed -n 's|^0::.*/\([^/]*\.service\)$|\1|p' "/proc/$pid/cgroup" 2>/dev/null)
+    if [[ $(cat /proc/1/comm) == systemd && -n $unit ]]; then
+        echo "$unit" >"$rec/unit"
+        note "stopping $unit (its $name holds port $1; started again by down)"
+        systemctl stop "$unit"
+        return
+    fi
+    cp "/proc/$pid/cmdline" "$rec/cmdline"; cp "/proc/$pid/environ" "$rec/environ"
+    readlink "/proc/$pid/exe" >"$rec/exe"; readlink "/proc/$pid/cwd" >"$rec/cwd"
+    awk '/^Uid:/ {print $2 >"'"$rec"'/uid"} /^Gid:/ {print $2 >"'"$rec"'/gid"}' "/proc/$pid/status"
+    note "stopping $name (PID $pid, $(tr '\0' ' ' <"$rec/cmdline"), uid $(cat "$rec/uid")) on port $1; started again by down"
+    kill -TERM "$pid"
+    for _ in $(seq 100); do
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]] || break
+        read -r _ _ st _ <"/proc/$pid/stat" 2>/dev/null && [[ $st == Z ]] && break
+        sleep 0.1
+    done
+    for _ in $(seq 50); do [[ -z $(listener "$1") ]] && break; sleep 0.1; done
+}
+restore_foreign() {
+    local recs rec name args envs port i prog
+    recs=("$D"/foreign/*/)
+    for ((i = ${#recs[@]} - 1; i >= 0; i--)); do   # in reverse order of stopping: slurmctld first
+        rec=${recs[i]}
+        [[ -d $rec ]] || continue
+        name=${rec%/}; name=${name##*-}
+        if [[ -f $rec/unit ]]; then
+            systemctl start "$(cat "$rec/unit")" || note "could not start $(cat "$rec/unit") again"
+        else
+            mapfile -d '' -t args <"$rec/cmdline"; mapfile -d '' -t envs <"$rec/environ"
+            # The program by the name it was started with (/usr/sbin/slurmd is a symlink to slurmd-wlm,
+            # and the process name follows the name used), found as it was: from its folder and PATH.
+            prog=$(cd "$(cat "$rec/cwd")" && PATH=$(printf '%s\n' "${envs[@]}" | sed -n 's/^PATH=//p') \
+                   command -v "${args[0]}" || cat "$rec/exe")
+            # Same user, folder, environment and argv (argv[0] included) as before, detached like a service.
+            (cd "$(cat "$rec/cwd")" && exec setsid setpriv --reuid="$(cat "$rec/uid")" --regid="$(cat "$rec/gid")" \
+                --init-groups env -i "${envs[@]}" bash -c 'exec -a "$0" "$@"' "${args[0]}" "$prog" "${args[@]:1}" \
+                </dev/null >/dev/null 2>&1 &)
+        fi
+        [[ $name == slurmctld ]] && port=$CTLD_PORT || port=$SLURMD_PORT
+        for _ in $(seq 100); do [[ -n $(listener "$port") ]] && break; sleep 0.1; done
+        [[ -n $(listener "$port") ]] && note "started the machine's $name again" || note "the machine's $name did not start again (nothing listens on port $port)"
+        rm -rf "$rec"
     done
 }
 
@@ -83,6 +160,7 @@ start() {
     echo $! >"$D/run/$name.pid"
 }
 
+munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 ours() { [[ -L /etc/slurm/$1 && $(readlink "/etc/slurm/$1") == "$D/$1" ]]; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -93,11 +171,6 @@ up() {
     if status >/dev/null; then note "already up (PIDs in $D/run)"; return 0; fi
     down >/dev/null   # a partial start: clean up what is left of it first
 
-    for p in "${CONF_FILES[@]}"; do
-        if [[ -e /etc/slurm/$p || -L /etc/slurm/$p ]] && ! ours "$p"; then
-            die "/etc/slurm/$p exists and is not our symlink to $D/$p; refusing to touch it (move it away first)"
-        fi
-    done
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
     done
@@ -109,9 +182,6 @@ up() {
             >/tmp/singcontain-slurm-apt.log 2>&1 ||
             { tail -20 /tmp/singcontain-slurm-apt.log >&2; die "apt-get install failed"; }
     fi
-    for p in $CTLD_PORT $SLURMD_PORT; do
-        port_busy "$p" && die "port $p is already in use (another Slurm?); set SINGCONTAIN_SLURMCTLD_PORT/SINGCONTAIN_SLURMD_PORT"
-    done
 
     # A fresh folder: only our own subfolders are wiped, never $D itself (it may be user-given).
     mkdir -p "$D"
@@ -119,6 +189,12 @@ up() {
     rm -rf "$D/state" "$D/spool" "$D/log" "$D/run" "$D/slurm.conf" "$D/cgroup.conf"
     mkdir -p "$D/state" "$D/spool" "$D/log" "$D/run"
     chmod 755 "$D" "$D/log"   # readable by the test user, for debugging
+
+    # The packages' own units may run (or have just been started by the install above) on our ports.
+    stop_foreign "$SLURMD_PORT"; stop_foreign "$CTLD_PORT"
+    for p in $CTLD_PORT $SLURMD_PORT; do
+        port_busy "$p" && { down; die "port $p is still in use; set SINGCONTAIN_SLURMCTLD_PORT/SINGCONTAIN_SLURMD_PORT"; }
+    done
 
     ver=$(slurmctld -V | awk '{print $2}')
     node=$(hostname -s)
@@ -162,17 +238,33 @@ EOF
     fi
     mkdir -p /etc/slurm
     for p in "${CONF_FILES[@]}"; do
-        if [[ -f $D/$p ]]; then chmod 644 "$D/$p"; ln -sfn "$D/$p" "/etc/slurm/$p"; fi
+        [[ -f $D/$p ]] || continue
+        if [[ -e /etc/slurm/$p || -L /etc/slurm/$p ]] && ! ours "$p"; then
+            [[ -e /etc/slurm/$p.$SAVED ]] && { down; die "/etc/slurm/$p and /etc/slurm/$p.$SAVED both exist; move one away"; }
+            note "/etc/slurm/$p kept as /etc/slurm/$p.$SAVED until down"
+            mv "/etc/slurm/$p" "/etc/slurm/$p.$SAVED"
+        fi
+        chmod 644 "$D/$p"; ln -sfn "$D/$p" "/etc/slurm/$p"
     done
 
     # munged as user munge (it refuses keys/dirs owned by others); setpriv execs, so the PID is munged's.
     [[ -s /etc/munge/munge.key ]] || { mungekey -c 2>/dev/null || create-munge-key; chown munge:munge /etc/munge/munge.key; }
     install -d -o munge -g munge -m 755 /run/munge
     install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge
-    start munged setpriv --reuid=munge --regid=munge --init-groups munged -F
-    for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
-    if ! alive munged || ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-        tail "$D/log/munged.out" >&2; down; die "munged did not start (another munged running?)"
+    # A munged of the machine's (munge.service, perhaps just started by the install): use it, never stop it.
+    local other
+    other=$(pid_named munged)
+    if [[ -n $other ]]; then
+        for _ in $(seq 50); do munge_works && break; sleep 0.1; done
+        munge_works || { down; die "a munged (PID $other) runs but does not answer \`munge -n | unmunge\`; fix or stop it"; }
+        echo "$other" >"$D/run/munged.reused"
+        note "using the running munged (PID $other)"
+    else
+        start munged setpriv --reuid=munge --regid=munge --init-groups munged -F
+        for _ in $(seq 50); do munge_works && break; sleep 0.1; done
+        if ! alive munged || ! munge_works; then
+            tail "$D/log/munged.out" >&2; down; die "munged did not start"
+        fi
     fi
 
     start slurmctld slurmctld -D

@@ -1,41 +1,13 @@
 """JobPlan -> the `apptainer exec` flags that carry it. A list of words; joined for a shell only by the bridge."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from .plan import JobPlan
 from .policy import Bind, Settings
 from .runtime import RuntimeInfo
 
 NAMESPACE_FLAGS = {"pid": "--pid", "ipc": "--ipc", "uts": "--uts", "user": "--userns"}
-
-# Flags with a policy key, or that would undo one: passing them through `args` or --apptainer-args would
-# make the job differ from what the checks approved.
-OWNED_LONG = {"--contain", "--containall", "--pid", "--ipc", "--net", "--network", "--network-args", "--uts",
-              "--userns", "--cleanenv", "--env", "--env-file", "--bind", "--mount", "--writable-tmpfs",
-              "--writable", "--nv", "--rocm", "--home", "--no-home", "--no-mount", "--workdir", "--fakeroot",
-              "--add-caps", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname", "--overlay",
-              "--fusemount", "--compat", "--netns-path", "--nvccli", "--sharens", "--no-pid"}
-OWNED_SHORT = set("cCpinueBHWwfo")
-# Every flag also reads an environment variable (APPTAINER_BIND for --bind …), plus these aliases.
-OWNED_ENV = {prefix + flag[2:].upper().replace("-", "_") for prefix in ("APPTAINER_", "SINGULARITY_")
-             for flag in OWNED_LONG | {"--bindpath"}}
 ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")  # APPTAINERENV_X=v sets X inside, even under --cleanenv
-
-
-def owned_flags(args: Sequence[str]) -> list[str]:
-    found = []
-    for arg in args:
-        if arg.startswith("--"):
-            if arg.split("=", 1)[0] in OWNED_LONG:
-                found.append(arg)
-        elif arg.startswith("-") and len(arg) > 1 and OWNED_SHORT & set(arg[1:].split("=", 1)[0]):
-            found.append(arg)
-    return found
-
-
-def owned_environment(environ: Mapping[str, str]) -> list[str]:
-    """Host variables that would change the flags of every container start behind the plugin's back."""
-    return sorted(name for name in environ if name in OWNED_ENV)
 
 
 def smuggled_variables(settings: Settings, environ: Mapping[str, str]) -> list[str]:
@@ -49,6 +21,11 @@ def smuggled_variables(settings: Settings, environ: Mapping[str, str]) -> list[s
 def needs_mount(path: str) -> bool:
     # ',' separates binds and ':' separates src:dst:mode in --bind (measured: ',' splits, ':' is rejected).
     return "," in path or ":" in path
+
+
+def expressible(path: str) -> bool:
+    """A line break ends an Apptainer option value (--bind and --mount alike, measured)."""
+    return not any(c in path for c in "\n\r")
 
 
 def bind_args(bind: Bind, runtime: RuntimeInfo | None) -> list[str]:
@@ -69,6 +46,12 @@ def env_pair(name: str, value: str) -> str:
     return f'"{name}={value}"' if any(c in value for c in ",\n\r") else f"{name}={value}"
 
 
+# Snakemake's per-job settings (from `threads:`), set in the job's shell: not host secrets, so they cross a
+# cleaned environment without being listed in `env` (a 32-thread rule must not run with the image's default).
+JOB_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """Flags for everything but binds."""
     argv = []
@@ -84,7 +67,8 @@ def settings_args(settings: Settings, environ: Mapping[str, str]) -> list[str]:
         argv.append("--cleanenv")
     if settings.effective_cleanenv:
         # An allow-list: only these host variables cross into a cleaned environment.
-        argv += [word for name in settings.env if name in environ for word in ("--env", env_pair(name, environ[name]))]
+        names = dict.fromkeys([*settings.env, *JOB_VARIABLES])
+        argv += [word for name in names if name in environ for word in ("--env", env_pair(name, environ[name]))]
     if settings.writable_tmpfs:
         argv.append("--writable-tmpfs")
     if settings.gpu:

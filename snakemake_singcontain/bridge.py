@@ -4,36 +4,46 @@ Snakemake has no per-rule container hook (issues #262, #894, #3478). What it has
 - `workflow._build_dag()` runs before anything is pulled, scheduled or submitted, in dry runs too; after
   it, `workflow.dag.needrun_jobs()` holds every job with concrete paths. The preflight runs there.
 - every rule's generated function `rule.run_func(input, output, params, wildcards, threads, resources, log,
-  rule, conda_env, container_img, singularity_args, …)` receives the global --apptainer-args as
-  `singularity_args`, and `shell()`/`script:` read it from there to build `apptainer exec --home CWD
-  <singularity_args> IMAGE bash -c …`. Each rule's function is wrapped to put that job's flags there.
-- a remote job (slurm, cluster-generic …) re-parses the Snakefile on the node, so contain() runs there too
-  and the same wrapper re-checks the job right before its container starts.
+  rule, conda_env, container_img, singularity_args, …, shadow_dir, …, runtime_paths)` receives the global
+  --apptainer-args as `singularity_args`, and `shell()`/`script:` read it from there to build `apptainer exec
+  --home CWD <singularity_args> [--bind runtime_paths] IMAGE bash -c …`. Each rule's function is wrapped to
+  put that job's flags there and to drop Snakemake's writable `runtime_paths` binds (bound read-only instead).
+- `snakemake.deployment.singularity.shellcmd` builds that host shell command: wrapped to quote the image and
+  to leave out Snakemake's writable binds of its import paths (the plan binds them read-only).
+- a remote job (slurm, cluster-generic, htcondor …) and a local subprocess job re-parse the Snakefile, so
+  contain() runs there too and the same wrapper re-checks the job right before its container starts, with
+  the settings the main process checked and sealed (seal.py), never the policy expanded again there.
 Anything else found is refused (fail closed) with a message naming the Snakemake version.
 """
 
 import inspect
 import json
 import os
+import re
 import shlex
 import sys
+from dataclasses import replace
 
-from . import report
-from .argv import (apptainer_args, bind_args, env_pair, owned_environment, owned_flags, settings_args,
-                   smuggled_variables)
+from . import report, seal
+from .apptainer_flags import owned, unsafe_args, unsafe_environment
+from .argv import JOB_VARIABLES, apptainer_args, bind_args, env_pair, settings_args, smuggled_variables
 from .checker import Checker
 from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
-from .plan import JobSpec
+from .plan import AUTO, JobPlan, JobSpec
 from .plugins import plugin_manager
-from .policy import load_policy
+from .policy import Settings, load_policy
 from .runtime import SmokeResult, detect, smoke_test
 
 SUPPORTED_MAJORS = (8, 9)
-RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "container_img", "singularity_args", "use_singularity")
+RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "container_img", "singularity_args",
+                   "use_singularity", "shadow_dir")
 PREFIX = "snakemake-singcontain"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+MARKER = "--singcontain-policy="
+TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
+HOST_KINDS = {"run": "run:", "template": "template_engine:", "cwl": "cwl:"}  # their code runs in Snakemake's process
+SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
+REMOTE_IMAGE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
 def _workflow_error(message: str):
@@ -50,7 +60,9 @@ def _workflow_error(message: str):
         def __traceback__(self, value):
             pass
 
-    return ContainmentRefused(f"{PREFIX}: {message}")
+    # A path that is not UTF-8 (kept by Python as surrogates) would break Snakemake's logging.
+    text = f"{PREFIX}: {message}".encode("utf-8", "backslashreplace").decode("utf-8")
+    return ContainmentRefused(text)
 
 
 def _check_snakemake(workflow) -> None:
@@ -58,8 +70,11 @@ def _check_snakemake(workflow) -> None:
 
     version = getattr(snakemake, "__version__", "unknown")
     major = version.split(".")[0]
-    moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun")
-             if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
+    moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
+                               "configfiles") if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
+    from snakemake.deployment import singularity
+
+    moved += [name for name in ("shellcmd", "get_snakemake_searchpaths") if not hasattr(singularity, name)]
     if not major.isdigit() or int(major) not in SUPPORTED_MAJORS or moved:
         detail = f" (missing: {', '.join(moved)})" if moved else ""
         raise _workflow_error(
@@ -67,19 +82,61 @@ def _check_snakemake(workflow) -> None:
             f"Use Snakemake 8.30+ or 9.x, or upgrade snakemake-singcontain.")
 
 
+def requested_policy(workflow) -> str | None:
+    """The policy asked for outside the Snakefile: --singcontain-policy=FILE in --apptainer-args (what the main
+    process passes on to every job; Apptainer itself refuses that flag, so a job whose Python lacks this plugin
+    fails instead of running uncontained), or SINGCONTAIN_POLICY."""
+    words = shlex.split(workflow.deployment_settings.apptainer_args or "")
+    marked = [w[len(MARKER):] for w in words if w.startswith(MARKER)]
+    path = marked[-1] if marked else os.environ.get("SINGCONTAIN_POLICY")
+    return os.path.abspath(path) if path else None
+
+
+def activate(workflow_class) -> None:
+    """Contain every workflow for which a policy is requested outside its Snakefile (autoload.py calls this
+    when Snakemake is imported); a Snakefile's own contain() comes first."""
+    original = workflow_class._build_dag
+    if getattr(original, "_singcontain", False):
+        return
+
+    def _build_dag(self, *args, **kwargs):
+        if getattr(self, "_singcontain", None) is None and (path := requested_policy(self)):
+            _contain(self, path)
+            return self._build_dag(*args, **kwargs)  # now the instance's, which contain() wrapped
+        return original(self, *args, **kwargs)
+
+    _build_dag._singcontain = True
+    workflow_class._build_dag = _build_dag
+
+
 def contain(workflow, policy_file: str) -> None:
+    caller = sys._getframe(2).f_code.co_filename  # the Snakefile that called contain()
+    base = os.path.dirname(caller) if os.path.isfile(caller) else os.getcwd()
+    _contain(workflow, os.path.abspath(os.path.join(base, policy_file)))
+
+
+def _contain(workflow, path: str) -> None:
     _check_snakemake(workflow)
     if getattr(workflow, "_singcontain", None) is not None:
         raise _workflow_error("contain() was called twice for this workflow; call it once, in the main Snakefile")
-    caller = sys._getframe(2).f_code.co_filename  # the Snakefile that called contain()
-    base = os.path.dirname(caller) if os.path.isfile(caller) else os.getcwd()
-    path = os.path.join(base, policy_file)
-    try:
-        policy = load_policy(path)
-    except PolicyError as err:
-        raise _workflow_error(err.render()) from None
-    bridge = _Bridge(workflow, policy)
+    requested = requested_policy(workflow)
+    if requested and requested != path:
+        raise _workflow_error(f"two policies: the Snakefile's {path} and {requested} (--singcontain-policy or "
+                              "SINGCONTAIN_POLICY); drop one of them")
+    if MARKER not in (workflow.deployment_settings.apptainer_args or ""):
+        # Every job's own Snakemake process learns the policy there, and fails closed without this plugin.
+        workflow.deployment_settings.apptainer_args = " ".join(
+            filter(None, (workflow.deployment_settings.apptainer_args, shlex.quote(MARKER + path))))
+    policy = None
+    if workflow.is_main_process:
+        try:
+            policy = load_policy(path)
+        except PolicyError as err:
+            raise _workflow_error(err.render()) from None
+    # A job's own Snakemake process (node, subprocess) takes the sealed settings instead, when its job starts.
+    bridge = _Bridge(workflow, policy, path)
     workflow._singcontain = bridge
+    _wrap_shellcmd()
     original_build_dag = workflow._build_dag
 
     def build_dag(*args, **kwargs):
@@ -92,44 +149,92 @@ def contain(workflow, policy_file: str) -> None:
     workflow._build_dag = build_dag
 
 
-def _job_environment(a: dict) -> dict[str, str]:
+def _wrap_shellcmd() -> None:
+    """Quote the image in Snakemake's host shell command (it is inserted as is), and drop the writable binds
+    of Snakemake's import paths for Python scripts: every job's flags bind them read-only (_snakemake_binds)."""
+    from snakemake.deployment import singularity
+
+    original = singularity.shellcmd
+    if getattr(original, "_singcontain", False):
+        return
+
+    def shellcmd(img_path, cmd, *args, **kwargs):
+        kwargs["is_python_script"] = False
+        return original(shlex.quote(str(img_path)), cmd, *args, **kwargs)
+
+    shellcmd._singcontain = True
+    singularity.shellcmd = shellcmd
+
+
+def _job_environment(threads, resources) -> dict[str, str]:
     """The environment Snakemake gives a job's shell: its own plus the per-job thread counts and tmpdir
     (shell.py sets them in the job's process only). Under cleanenv, the policy's `env` picks from it."""
-    threads = str(a.get("threads", 1))
-    env = dict(os.environ, **{name: threads for name in THREAD_VARIABLES})
-    tmpdir = (a.get("resources") or {}).get("tmpdir")
+    env = dict(os.environ, **{name: str(threads) for name in JOB_VARIABLES})
+    tmpdir = (resources or {}).get("tmpdir")
     if tmpdir:
-        env.update(dict.fromkeys(("TMPDIR", "TMP", "TEMPDIR", "TEMP"), str(tmpdir)))
+        env.update(dict.fromkeys(TMP_VARIABLES, str(tmpdir)))
     return env
 
 
-def _snakemake_binds(rule, a: dict) -> tuple[tuple[str, str], ...]:
-    """What Snakemake binds into a job's container by itself, writable: 9.x its runtime paths (source
-    cache, storage prefix), and for Python `script:`/`notebook:` jobs its own import paths (bound here for
-    any script or notebook: read-only, they cost nothing where unused)."""
-    binds = [(str(p), str(p)) for p in a.get("runtime_paths") or () if os.path.exists(p)]
-    if getattr(rule, "script", None) or getattr(rule, "notebook", None):
+def _rule_kind(rule) -> str | None:
+    for kind, attr in (("shell", "shellcmd"), ("script", "script"), ("notebook", "notebook"),
+                       ("wrapper", "wrapper"), ("cwl", "cwl"), ("template", "template_engine")):
+        if getattr(rule, attr, None) is not None:
+            return kind
+    if getattr(rule, "norun", False):
+        return None  # nothing runs: no container either
+    return "run"
+
+
+def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
+    """What Snakemake would bind into a job's container by itself, writable: 9.x its runtime paths (source
+    cache, storage prefix), and for Python scripts its own import paths (bound here for any script, notebook
+    or wrapper: read-only, they cost nothing where unused)."""
+    binds = [(str(p), str(p)) for p in runtime_paths or () if os.path.exists(p)]
+    if kind in ("script", "notebook", "wrapper"):
         from snakemake.deployment.singularity import get_snakemake_searchpath_mountpoints, get_snakemake_searchpaths
 
         binds += zip(map(str, get_snakemake_searchpaths()), get_snakemake_searchpath_mountpoints())
     return tuple(binds)
 
 
-def _rule_kind(rule) -> str | None:
-    for kind, attr in (("shell", "shellcmd"), ("script", "script"), ("notebook", "notebook"),
-                       ("wrapper", "wrapper"), ("cwl", "cwl")):
-        if getattr(rule, attr, None) is not None:
-            return kind
-    if getattr(rule, "norun", False) or getattr(rule, "template_engine", None) is not None:
-        return None  # nothing runs: no container either
-    return "run"
+class _RealFolders:
+    """Where the folders of job files really lead (a symlinked data/ or scratch/), asked once per folder."""
+
+    def __init__(self):
+        self._cache: dict[str, str] = {}
+
+    def of(self, paths, directories=frozenset()) -> dict[str, str]:
+        found = {}
+        for path in paths:
+            path = os.path.abspath(path)
+            for folder in ((path,) if path in directories else ()) + (os.path.dirname(path),):
+                real = self._cache.get(folder)
+                if real is None:
+                    real = self._cache[folder] = os.path.realpath(folder)
+                if real != folder:
+                    found[folder] = real
+        return found
+
+
+def _directories(outputs, patterns=None) -> frozenset[str]:
+    """The directory() outputs; `patterns` (the rule's outputs) carry the flag where `outputs` are plain
+    strings, as in a rule function's arguments."""
+    from snakemake.io import is_flagged
+
+    flagged = outputs if patterns is None or len(patterns) != len(outputs) else patterns
+    return frozenset(os.path.abspath(o) for o, f in zip(outputs, flagged) if is_flagged(f, "directory"))
 
 
 class _Bridge:
-    def __init__(self, workflow, policy):
-        self.workflow, self.policy = workflow, policy
+    def __init__(self, workflow, policy, policy_file: str):
+        self.workflow, self.policy, self.policy_file = workflow, policy, policy_file
         self._checker = None
+        self._seal: seal.Seal | None = None
         self._smoked: dict[tuple, SmokeResult] = {}
+        self._kinds = None
+        self._real_folders = _RealFolders()
+        self._changed: list[str] | None = None
 
     @property
     def use_apptainer(self) -> bool:
@@ -138,35 +243,64 @@ class _Bridge:
         return DeploymentMethod.APPTAINER in self.workflow.deployment_settings.deployment_method
 
     @property
+    def use_conda(self) -> bool:
+        from snakemake.settings.types import DeploymentMethod
+
+        return DeploymentMethod.CONDA in self.workflow.deployment_settings.deployment_method
+
+    @property
     def global_args(self) -> list[str]:
-        return shlex.split(self.workflow.deployment_settings.apptainer_args or "")
+        return [w for w in shlex.split(self.workflow.deployment_settings.apptainer_args or "") if not w.startswith(MARKER)]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        if self._kinds is None:
+            self._kinds = {rule.name: _rule_kind(rule) or "norun" for rule in self.workflow.rules}
+        return self._kinds
+
+    @property
+    def sealed(self) -> seal.Seal:
+        """What the main process checked: kept there, read once from its file in a job's own process."""
+        if self._seal is None and self.policy is not None:
+            raise _workflow_error("a job started before the run's check; refusing")
+        if self._seal is None:
+            path = os.path.join(seal.FOLDER, seal.NAME)
+            try:
+                with open(path) as f:
+                    self._seal = seal.loads(f.read())
+            except (OSError, ValueError) as err:
+                why = err.strerror if isinstance(err, OSError) else str(err)
+                raise _workflow_error(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on "
+                                      f"{os.uname().nodename}: {why}; the workdir must be on a file system shared "
+                                      "with the submit host, and the run started with this plugin") from None
+        return self._seal
 
     @property
     def checker(self) -> Checker:
         if self._checker is None:
-            kinds = {rule.name: _rule_kind(rule) or "norun" for rule in self.workflow.rules}
+            sealed = None if self.policy is not None else self.sealed.settings
             try:
                 self._checker = Checker(self.policy, detect(self._runtime_preference()), plugin_manager(),
-                                        workdir=os.getcwd(), rule_kinds=kinds)
+                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed)
             except PolicyError as err:
                 raise _workflow_error(err.render()) from None
         return self._checker
 
-    def _runtime_preference(self) -> str:
-        """Check the binary Snakemake will run: 8.x always calls `singularity`, 9.x prefers `apptainer`."""
+    @staticmethod
+    def _runtime_preference() -> str:
+        """The binary Snakemake will run: 8.x always calls `singularity`, 9.x `apptainer` first."""
         import snakemake
 
-        if self.policy.runtime == "auto" and snakemake.__version__.startswith("8."):
-            return "singularity"
-        return self.policy.runtime
+        return "singularity" if snakemake.__version__.startswith("8.") else "auto"
 
     def prepare_rules(self) -> None:
         """Give rules the policy's fallback image and wrap every rule's function (once)."""
         for rule in self.workflow.rules:
             if _rule_kind(rule) is None or getattr(rule.run_func, "_singcontain", False):
                 continue
-            if self.policy.image and not rule.container_img and rule.container_img is not False:
-                rule.container_img = self.policy.image
+            image = self.policy.image if self.policy is not None else self.sealed.image
+            if image and not rule.container_img and rule.container_img is not False:
+                rule.container_img = image
             rule.run_func = self._wrap(rule)
 
     def _wrap(self, rule):
@@ -178,10 +312,13 @@ class _Bridge:
 
             raise _workflow_error(f"Snakemake {snakemake.__version__} calls rule functions without {missing}; "
                                   "this version is not supported, so no job is run")
+        drops_runtime_paths = "runtime_paths" in signature.parameters
 
         def run_contained(*args, **kwargs):
             call = signature.bind(*args, **kwargs)
             call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
+            if drops_runtime_paths:
+                call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
             return original(*call.args, **call.kwargs)
 
         run_contained._singcontain = True
@@ -190,94 +327,268 @@ class _Bridge:
     def job_args(self, snakemake_rule, a: dict) -> str:
         """Right before the job starts (locally or on a node): re-check it, then its flags as one string."""
         rule = snakemake_rule.name
+        kind = self.kinds.get(rule, "shell")
         image = a["container_img"] if a["use_singularity"] else None
-        job = JobSpec(rule, tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ()),
-                      dict(a["wildcards"].items()), image, support=_snakemake_binds(snakemake_rule, a))
-        plan = self.checker.job_plan(job)
+        settings = self.checker.settings(rule)
+        refuse = []
+        if settings.isolates and kind in HOST_KINDS:
+            refuse.append(f"SC103 its {HOST_KINDS[kind]} code runs in Snakemake's own process on the host")
         if image is None:
-            if plan.rule.contained:
+            if settings.isolates or refuse:
                 raise _workflow_error(f"rule {rule} must run contained but would run on the host "
                                       "(no image, or Snakemake runs without --sdm apptainer); refusing")
             return a["singularity_args"]
-        runtime = self.checker.runtime
-        findings = self.checker.check([job], whole_workflow=False) + self._escape_hatch_findings(rule)
-        errors = [f for f in findings if f.severity == ERROR]
-        if errors:
+        resources = a["resources"] or {}
+        if settings.isolates and resources.get("shell_exec"):
+            refuse.append("SC108 its shell_exec resource would replace the program that starts the container")
+        shadow = a.get("shadow_dir")
+        inputs, outputs = tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ())
+        directories = _directories(a["output"], snakemake_rule.output)
+        job = JobSpec(rule, inputs, outputs, dict(a["wildcards"].items()), image,
+                      support=_snakemake_binds(kind, a.get("runtime_paths")), directories=directories,
+                      shadow=os.path.abspath(shadow) if shadow else None,
+                      real_folders=self._real_folders.of(inputs + outputs, directories))
+        findings = self.checker.check([job], whole_workflow=False) + self._escape_hatch_findings([rule])
+        refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
+        plan = self.checker.job_plan(job)
+        refuse += self._node_changes(image, plan, job)
+        if refuse:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
-            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: "
-                                  + "; ".join(f"{f.code} {f.message}" for f in errors))
-        return shlex.join(apptainer_args(plan, runtime, _job_environment(a)) + self.global_args)
+            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: " + "; ".join(refuse))
+        env = _job_environment(a.get("threads", 1), resources)
+        try:
+            argv = apptainer_args(self._resolved(plan), self.checker.runtime, env)
+        except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
+            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: SC209 {err}") from None
+        return shlex.join(argv + self.global_args)
 
-    def _escape_hatch_findings(self, rule: str) -> list[Finding]:
-        """What outside the policy would change this rule's container: --apptainer-args, APPTAINER_*
-        variables, APPTAINERENV_* variables under a cleaned environment, unpassable allowed values."""
-        settings = self.checker.settings(rule)
-        found = [("SC104", f"--apptainer-args passes {flag!r}, a flag the plugin sets from the policy",
-                  "drop it from --apptainer-args and express it in the policy") for flag in owned_flags(self.global_args)]
-        found += [("SC104", f"the environment variable {name} would change the container's flags behind the policy",
+    def _node_changes(self, image: str, plan: JobPlan, job: JobSpec) -> list[str]:
+        """What changed since the check: files a job's own process re-read, the image, and symlinks on the
+        job's writable folders."""
+        sealed = self.sealed
+        refuse = []
+        if self.policy is None:  # a job's own process (node, subprocess): it re-read these
+            if self._changed is None:
+                self._changed = seal.changed_files(sealed)  # once per process
+            refuse += [f"SC501 {path} changed since the check on the submit host" for path in self._changed]
+        pulled = os.path.abspath(os.path.join(".snakemake", "singularity"))
+        if not os.path.abspath(image).startswith(pulled + os.sep):  # Snakemake's own pull cache: read-only to jobs
+            why = seal.changed_image(sealed, image)
+            refuse += [f"SC501 {why}"] if why else []
+        # The job's folders as written (the plan binds where they lead now): a folder a job swapped for a
+        # symlink since the check shows up on the way to them.
+        writable = {os.path.dirname(os.path.abspath(p)) for p in job.outputs} | set(job.directories)
+        writable |= {b.src for b in plan.rule.settings.binds if b.mode == "rw"}
+        refuse += [f"SC502 {folder} is now a symlink to {target}, which the check did not see"
+                   for folder, target in seal.unchecked_links(sorted(writable), sealed.links)]
+        return refuse
+
+    @staticmethod
+    def _resolved(plan: JobPlan) -> JobPlan:
+        """Bind sources as they really are right now (Apptainer follows symlinks), writable folders created:
+        Snakemake makes output folders itself, but not a directory() output."""
+        binds = []
+        for bind in plan.binds:
+            if bind.mode == "rw" and bind.origin is AUTO and not os.path.exists(bind.src):
+                os.makedirs(bind.src, exist_ok=True)
+            real = os.path.realpath(bind.src)
+            binds.append(replace(bind, src=real) if real != bind.src else bind)
+        return replace(plan, binds=tuple(binds))
+
+    def _escape_hatch_findings(self, rules) -> list[Finding]:
+        """What outside the policy would change a rule's container: --apptainer-args, APPTAINER_* variables,
+        APPTAINERENV_* variables under a cleaned environment, unpassable allowed values. Told once per run
+        (for the first rule) where it concerns every rule."""
+        found = [("SC104", f"--apptainer-args passes {word!r}, " + (
+                  "a flag the plugin sets from the policy" if owned(word) else "which is not on the allow-list of "
+                  "Apptainer flags that cannot widen what a job sees"), "drop it from --apptainer-args (and "
+                  "the profile), and express it with the policy's own keys") for word in unsafe_args(self.global_args)]
+        found += [("SC104", f"the environment variable {name} would change every container's flags behind the policy",
                    f"unset {name} before running Snakemake, and express it in the policy")
-                  for name in owned_environment(os.environ)]
-        found += [("SC104", f"the environment variable {name} would put a variable into the cleaned environment "
-                   "that the policy's env does not allow", f"unset {name}, or add the variable to the rule's env")
-                  for name in smuggled_variables(settings, os.environ)]
-        for name in settings.env if settings.effective_cleanenv else ():
+                  for name in unsafe_environment(os.environ)]
+        findings = [Finding(code, ERROR, ", ".join(sorted(rules)) if len(rules) < 4 else "every rule", message, fix)
+                    for code, message, fix in found]
+        for rule in rules:
+            settings = self.checker.settings(rule)
+            findings += [Finding("SC104", ERROR, rule, f"the environment variable {name} would put a variable into "
+                                 "the cleaned environment that the policy's env does not allow",
+                                 f"unset {name}, or add the variable to the rule's env")
+                         for name in smuggled_variables(settings, os.environ)]
+        return findings
+
+    def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
+        """SC209 with the environment this job's shell will have (its threads and tmpdir included)."""
+        env = _job_environment(job.threads, job.resources)
+        found = []
+        for name in settings.env:
             try:
-                env_pair(name, os.environ.get(name, ""))
+                env_pair(name, env.get(name, ""))
             except ValueError as err:
-                found.append(("SC209", str(err), f"change the value of {name}, or drop it from the rule's env"))
-        return [Finding(code, ERROR, rule, message, fix) for code, message, fix in found]
+                found.append(Finding("SC209", ERROR, rule, str(err), f"change the value of {name}, or drop it from "
+                                     "the rule's env", job=str(job)))
+        return found
+
+    def _image_findings(self, rule: str, url: str, path: str) -> list[Finding]:
+        findings = []
+        for name in dict.fromkeys((url, path)):
+            if not SAFE_IMAGE.fullmatch(name):
+                findings.append(Finding("SC210", ERROR, rule, f"the image {name!r} has characters outside "
+                                        "[A-Za-z0-9._~/:@+=-]; Snakemake puts it into a shell command",
+                                        "rename the image file, or correct the container: value"))
+        if url.startswith("instance://"):
+            findings.append(Finding("SC210", ERROR, rule, f"the image {url!r} joins a running instance, whose "
+                                    "namespaces and mounts the rule's flags cannot change",
+                                    "point container: at the instance's image file instead"))
+        if not findings and not REMOTE_IMAGE.match(url) and not os.path.exists(path):
+            findings.append(Finding("SC211", ERROR, rule, f"the image {path} does not exist",
+                                    "correct the container: path, or mount the file system that holds it"))
+        return findings
+
+    def _runtime_findings(self, rules) -> list[Finding]:
+        """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""
+        if self.policy.runtime == "auto" or not rules:
+            return []
+        asked, runs = detect(self.policy.runtime), self.checker.runtime
+        if asked and runs and os.path.realpath(asked.binary) == os.path.realpath(runs.binary):
+            return []
+        running = runs.binary if runs else "nothing (none on PATH)"
+        return [Finding("SC212", ERROR, ", ".join(sorted(rules)), f"the policy asks for runtime {self.policy.runtime}, "
+                        f"but Snakemake runs {running}", "drop `runtime:` from the policy (the plugin checks what "
+                        "Snakemake runs), or put the wanted program first on PATH")]
 
     def preflight(self) -> None:
-        """Check every job to run, before anything is pulled or submitted; refuse the run on any error."""
-        workflow = self.workflow
-        jobs = []
-        images = {}  # image URL -> local path: Snakemake resolves it anew on every call (~60 µs)
-        use_apptainer = self.use_apptainer
-        for job in workflow.dag.needrun_jobs():
-            if _rule_kind(job.rule) is None:
+        """Check every job to run, before anything is pulled or submitted; refuse the run on any error. Jobs a
+        checkpoint adds later are checked the same way before they are submitted (_watch_checkpoints)."""
+        self._images: dict[str, str] = {}  # image URL -> local path: Snakemake resolves it anew per call (~60 µs)
+        self._checked: set = set()
+        self._check_jobs(self.workflow.dag.needrun_jobs(), first=True)
+        if not self.workflow.dryrun:
+            self._watch_checkpoints()
+
+    def _watch_checkpoints(self) -> None:
+        dag = self.workflow.dag
+        original = dag.update_checkpoint_dependencies
+
+        async def update_checkpoint_dependencies(*args, **kwargs):
+            updated = await original(*args, **kwargs)
+            if updated:
+                self._check_jobs([job for job in dag.needrun_jobs() if job not in self._checked], first=False)
+            return updated
+
+        dag.update_checkpoint_dependencies = update_checkpoint_dependencies
+
+    def _check_jobs(self, snakemake_jobs, first: bool) -> None:
+        jobs, findings = [], []
+        images, use_apptainer, use_conda = self._images, self.use_apptainer, self.use_conda
+        per_rule: dict[str, Settings] = {}  # the job loop stays cheap
+        directory_rules: dict[str, bool] = {}  # rule -> has a directory() output
+        runtime_paths = getattr(self.workflow, "runtime_paths", ())  # 9.x; what a job's function receives
+        support = {kind: _snakemake_binds(kind, runtime_paths) for kind in set(self.kinds.values())}
+        for job in snakemake_jobs:
+            self._checked.add(job)
+            rule = job.rule.name
+            if self.kinds.get(rule, "norun") == "norun":
                 continue
+            if rule not in per_rule:
+                per_rule[rule] = self.checker.settings(rule)
+            settings = per_rule[rule]
             image = None
-            if use_apptainer:
+            if job.container_img_url:  # also without --sdm apptainer: then SC102 tells the one fix that helps
                 url = job.container_img_url
                 if url not in images:
                     images[url] = job.container_img_path
+                    findings += self._image_findings(rule, url, images[url])
                 image = images[url]
+            if settings.isolates:
+                findings += self._job_findings(rule, settings, job, use_apptainer and use_conda)
             inputs = tuple(job.input)
-            symlinks = {p: real for p in inputs if os.path.islink(p) and (real := os.path.realpath(p)) != os.path.abspath(p)}
-            jobs.append(JobSpec(job.rule.name, inputs, tuple(job.output) + tuple(job.log),
-                                dict(job.wildcards_dict), image, symlinks))
-        findings = self.checker.check(jobs)
-        rules = {job.rule for job in jobs}
-        uncontained = sorted(r for r in rules if self.checker.settings(r).isolates and not use_apptainer)
-        if uncontained:
-            findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
-                                    "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
-                                    "so they would run on the host", "add --sdm apptainer to the command line or profile"))
-        for rule in sorted(rules):
-            findings += self._escape_hatch_findings(rule)
+            symlinks = {p: real for p in inputs if (real := self._symlinked(p))}
+            benchmarks = (str(job.benchmark),) if job.benchmark else ()
+            if rule not in directory_rules:
+                directory_rules[rule] = bool(_directories(job.rule.output))
+            directories = _directories(job.output) if directory_rules[rule] else frozenset()
+            outputs = tuple(job.output) + tuple(job.log)
+            jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
+                                support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
+                                real_folders=self._real_folders.of(inputs + outputs, directories)))
+        findings += self.checker.check(jobs, whole_workflow=first)
+        rules = set(per_rule)
+        if first:
+            uncontained = sorted(r for r in rules if per_rule[r].isolates and not use_apptainer)
+            if uncontained:
+                findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
+                                        "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
+                                        "so they would run on the host", "add --sdm apptainer to the command line or profile"))
+            findings += self._escape_hatch_findings(sorted(rules))
+            findings += self._runtime_findings([r for r in rules if per_rule[r].isolates])
         if not has_errors(findings):
-            findings += self._smoke_tests(jobs)
-        if os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
+            findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
+        if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS") == "1")
+            audit["checkpoints"] = sorted({r.name for r in self.workflow.rules if getattr(r, "is_checkpoint", False)})
             with open(os.environ["SINGCONTAIN_REPORT"], "w") as f:
                 json.dump(audit, f)
-        self._report(findings)
+        self._report(findings, "" if first else " for the jobs a checkpoint added")
+        self._seal_run(jobs)
 
-    def _smoke_tests(self, jobs: list[JobSpec]) -> list[Finding]:
+    def _symlinked(self, path: str) -> str | None:
+        real = os.path.realpath(path) if os.path.islink(path) else None
+        return real if real != os.path.abspath(path) else None
+
+    def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
+        """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
+        findings = []
+        shell_exec = job.resources.get("shell_exec")
+        if shell_exec:
+            findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the "
+                                    "host program that starts the container", "drop shell_exec for this rule (from the "
+                                    "Snakefile, a profile or --default-resources)", job=str(job)))
+        if conda_in_image and job.conda_env_spec:
+            findings.append(Finding("SC107", ERROR, rule, "--sdm conda apptainer would create this rule's conda "
+                                    "environment inside its image with only --apptainer-args (the host's environment, "
+                                    "/tmp and processes visible; package scripts run there)",
+                                    "build the environment into the image and drop conda: (or --sdm conda), or set "
+                                    "containment: none for this rule"))
+        if settings.effective_cleanenv:
+            findings += self._env_findings(rule, settings, job)
+        return findings
+
+    def _seal_run(self, jobs: list[JobSpec]) -> None:
+        """Keep what was checked for the jobs this process starts, and write it for the jobs' own Snakemake
+        processes (nodes, subprocesses)."""
+        workdir = os.getcwd()
+        settings = {r: self.checker.settings(r) for r in self.kinds if self.kinds[r] != "norun"}
+        writable = {workdir, *(b.src for s in settings.values() for b in s.binds if b.mode == "rw")}
+        for job in jobs:
+            writable.update(os.path.dirname(os.path.join(workdir, path)) for path in job.outputs)
+            writable.update(job.directories)
+        links = {**(self._seal.links if self._seal else {}), **seal.symlinks_on(writable)}
+        images = {path: seal.image_identity(path) for path in self._images.values() if os.path.exists(path)}
+        self._seal = seal.Seal(settings, self.policy.image, {}, images, links)
+        if self.workflow.dryrun:
+            return
+        files = [self.policy_file, *map(os.path.abspath, self.workflow.configfiles)]
+        self._seal = replace(self._seal, files={path: seal.sha256(path) for path in files if os.path.isfile(path)})
+        os.makedirs(seal.FOLDER, exist_ok=True)
+        tmp = os.path.join(seal.FOLDER, f".{seal.NAME}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(seal.dumps(self._seal))
+        os.replace(tmp, os.path.join(seal.FOLDER, seal.NAME))  # whole or not at all, for a node reading it
+
+    def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
         """Start each distinct (image, rule flags) once, as the job would be started; cached for the run."""
         runtime = self.checker.runtime
-        if runtime is None:
+        if runtime is None or not self.use_apptainer:
             return []
         findings = []
+        to_pull = {}  # image -> rules: told once per image, by its URL
         for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
             plan = self.checker.rule_plan(job.rule, job.image)
             binds = [b for b in plan.settings.binds if b.src not in plan.missing]
             args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
             if not os.path.exists(job.image):
-                findings.append(Finding("SC207", WARNING, job.rule, f"image {job.image} is not on this host yet, so "
-                                        "the rule's flags were not smoke-tested",
-                                        "run once without -n (Snakemake then pulls it), or point container: at a local image"))
+                to_pull.setdefault(job.image, []).append(job.rule)
                 continue
             key = (job.image, tuple(args))
             if key not in self._smoked:
@@ -290,12 +601,18 @@ class _Bridge:
                                         f"or was weakened: {what}",
                                         f"run `{command}` to see the runtime's message; ask the site admin, or change "
                                         "the rule's policy"))
+        for image, rules in to_pull.items():
+            findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
+                                    "pulled yet, so the rules' flags were not smoke-tested",
+                                    "nothing to do: once a run has pulled it, later runs smoke-test it; or point "
+                                    "container: at a local image"))
         return findings
 
-    def _report(self, findings: list[Finding]) -> None:
+    def _report(self, findings: list[Finding], what: str = "") -> None:
         from snakemake.logging import logger
 
         if has_errors(findings):
-            raise _workflow_error("the containment policy failed its checks; nothing was submitted.\n" + render(findings))
+            submitted = "nothing was submitted" if not what else "none of them was submitted"
+            raise _workflow_error(f"the containment policy failed its checks{what}; {submitted}.\n" + render(findings))
         if findings:
             logger.warning(f"{PREFIX}:\n{render(findings)}")

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pluggy
 
+from .errors import PolicyError
 from .findings import Finding
 from .plan import JobPlan, JobSpec, RulePlan, job_plan, rule_plan
 from .policy import Layer, Policy, Settings, check_presets, layers_for, merge, parse_layer
@@ -16,21 +17,26 @@ from .runtime import RuntimeInfo
 
 
 class Checker:
-    def __init__(self, policy: Policy, runtime: RuntimeInfo | None, pm: pluggy.PluginManager, *, workdir: str,
-                 rule_kinds: Mapping[str, str], environ: Mapping[str, str] | None = None):
+    def __init__(self, policy: Policy | None, runtime: RuntimeInfo | None, pm: pluggy.PluginManager, *, workdir: str,
+                 rule_kinds: Mapping[str, str], environ: Mapping[str, str] | None = None,
+                 sealed: Mapping[str, Settings] | None = None):
+        """`sealed`: settings checked elsewhere (a job's own process takes them instead of a policy)."""
         self.policy, self.runtime, self.pm, self.workdir = policy, runtime, pm, workdir
-        self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | run
+        self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | template | run
         self.environ = os.environ if environ is None else environ
         self.presets: dict[str, Layer] = {}
-        for impl in pm.hook.singcontain_presets.get_hookimpls():
-            for name, data in (impl.function() or {}).items():
-                self.presets[name] = self._layer(data, f"preset {name}", impl.plugin_name)
-        self.presets.update(policy.presets)
-        check_presets(policy, self.presets)
-        self.floors = tuple(replace(floor, plugin=impl.plugin_name)
+        self._settings: dict[str, Settings] = dict(sealed or {})
+        self._sealed = sealed is not None
+        if policy is not None:
+            for impl in pm.hook.singcontain_presets.get_hookimpls():
+                for name, data in (impl.function() or {}).items():
+                    self.presets[name] = self._layer(data, f"preset {name}", impl.plugin_name)
+            self.presets.update(policy.presets)
+            check_presets(policy, self.presets)
+        # Never-writable and protected paths are compared as written and where they really lead.
+        self.floors = tuple(replace(floor, plugin=impl.plugin_name, never_writable=self._with_real(floor.never_writable))
                             for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function()))
-        self._settings: dict[str, Settings] = {}
-        self._real: dict[str, str] = {}
+        self._real_paths: dict[str, str] = {}
         self._rule_plans: dict[tuple, RulePlan] = {}
 
     def _layer(self, data, label: str, plugin: str) -> Layer:
@@ -38,6 +44,9 @@ class Checker:
 
     def settings(self, rule: str) -> Settings:
         if rule not in self._settings:
+            if self._sealed:
+                raise PolicyError(f"rule {rule} was not among the rules checked for this run",
+                                  file=self.workdir, fix="start the run again")
             adjustments = [self._layer(data, f"plugin {impl.plugin_name}", impl.plugin_name)
                            for impl in self.pm.hook.singcontain_adjust_rule.get_hookimpls()
                            if (data := impl.function(rule=rule))]
@@ -51,7 +60,8 @@ class Checker:
             missing = frozenset(b.src for b in settings.binds if not os.path.exists(b.src))
             defaults = self.runtime.default_mounts if self.runtime else ()
             self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
-                                              self.floors, defaults, missing, self._real_sources(settings.binds))
+                                              self.floors, defaults, missing, self._real_sources(settings.binds),
+                                              self._with_real(settings.protected))
         return self._rule_plans[key]
 
     def job_plan(self, job: JobSpec) -> JobPlan:
@@ -59,15 +69,20 @@ class Checker:
         real = self._real_sources(plan.binds)
         return replace(plan, real_sources=real) if real else plan
 
+    def _real(self, path: str) -> str:
+        if path not in self._real_paths:
+            self._real_paths[path] = os.path.realpath(path)
+        return self._real_paths[path]
+
+    def _with_real(self, paths: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*paths, *map(self._real, paths)]))
+
     def _real_sources(self, binds) -> dict[str, str]:
-        """Where writable bind sources really lead (Apptainer follows a symlinked source); cached."""
+        """Where bind sources really lead (Apptainer follows a symlinked source); cached per path."""
         real = {}
         for bind in binds:
-            if bind.mode == "rw":
-                if bind.src not in self._real:
-                    self._real[bind.src] = os.path.realpath(bind.src)
-                if self._real[bind.src] != bind.src:
-                    real[bind.src] = self._real[bind.src]
+            if self._real(bind.src) != bind.src:
+                real[bind.src] = self._real(bind.src)
         return real
 
     def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True) -> list[Finding]:

@@ -2,6 +2,11 @@
 
 Paths are host paths; a job refers to its files by host path, so a file is usable inside only where the
 container shows that same host folder at that same path.
+
+What a contained job may write (issue: a job writes only what its rule declares): the folders of its own
+outputs and logs (a directory() output: itself), its shadow folder; nothing else of the workdir, which
+Snakemake mounts writable with --home and the plan binds again read-only (`workdir: rw` opts out). Inputs
+that lie in a writable folder are bound read-only file by file.
 """
 
 import posixpath
@@ -12,8 +17,16 @@ from .paths import clean, under
 from .policy import Bind, Floor, Origin, Settings
 
 AUTO = Origin("auto-bind", "job files")
+INPUT = Origin("input", "job inputs, read-only inside a writable folder")
 SUPPORT = Origin("snakemake", "Snakemake's own files")
 WORKDIR = Origin("workdir", "Snakemake --home")
+STATE = Origin("state", "Snakemake's state folder (.snakemake)")
+SHADOW = Origin("shadow", "the job's shadow folder")
+DEFAULT = Origin("runtime default mount", "the runtime's configuration")
+NOT_POLICY = {o.layer for o in (AUTO, INPUT, SUPPORT, WORKDIR, STATE, SHADOW, DEFAULT)}
+# An input bound file by file costs one --bind each; Snakemake starts the container through `sh -c` with
+# one argument, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
+MAX_INPUT_BINDS = 256
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,11 @@ class JobSpec:
     image: str | None = None
     symlinks: Mapping[str, str] = field(default_factory=dict)  # input -> real host path, where they differ
     support: tuple[tuple[str, str], ...] = ()  # (host, container) folders Snakemake itself binds for the job
+    directories: frozenset[str] = frozenset()  # outputs that are directory()
+    benchmarks: tuple[str, ...] = ()  # written by Snakemake on the host after the job
+    shadow: str | None = None  # the job's shadow folder, known only when it starts
+    real_folders: Mapping[str, str] = field(default_factory=dict)  # folder of a job file -> its real path, where
+    # they differ (a symlinked data/ or scratch/): the container must show the real folder, at its own path
 
     @property
     def label(self) -> str:
@@ -48,7 +66,7 @@ class RulePlan:
     """Everything about a rule that does not depend on the job: computed once per rule and image."""
 
     rule: str
-    kind: str  # shell | script | notebook | wrapper | cwl | run
+    kind: str  # shell | script | notebook | wrapper | cwl | template | run
     image: str | None
     workdir: str
     settings: Settings
@@ -56,28 +74,39 @@ class RulePlan:
     mounts: Mapping[str, Mount] = field(default_factory=dict)  # by destination: workdir, defaults, policy binds
     missing: frozenset[str] = frozenset()  # bind sources that do not exist on this host
     real_sources: Mapping[str, str] = field(default_factory=dict)  # writable bind source -> where it really leads
+    protected: tuple[str, ...] = ()  # the policy's protected paths and, where they differ, their real paths
 
     @property
     def contained(self) -> bool:
         return self.settings.isolates
 
+    @property
+    def workdir_mode(self) -> str:
+        return self.settings.workdir if self.settings.containment != "none" else "rw"
+
 
 def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: Settings,
               floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
-              missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None) -> RulePlan:
+              missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None,
+              protected: tuple[str, ...] | None = None) -> RulePlan:
     """default_mounts: host folders the runtime shows without --contain (e.g. /tmp), from its configuration."""
     mounts: dict[str, Mount] = {}
     if settings.containment == "none":
         for path in default_mounts:
-            mounts[path] = Mount(path, path, "rw", "runtime default mount")
-    # Snakemake always passes --home WORKDIR: the workdir is mounted read-write at its own path (also
-    # under --contain/--containall, measured with Apptainer 1.4.5).
-    mounts[workdir] = Mount(workdir, workdir, "rw", "Snakemake --home")
+            mounts[path] = Mount(path, path, "rw", DEFAULT.layer)
+    # Snakemake always passes --home WORKDIR (mounted writable, also under --contain/--containall); a
+    # contained job gets it read-only through a bind of its own (measured: a later --bind W:W:ro wins).
+    plan = RulePlan(rule, kind, image, workdir, settings)
+    mounts[workdir] = Mount(workdir, workdir, plan.workdir_mode, WORKDIR.layer)
+    if plan.workdir_mode == "rw" and settings.containment != "none":
+        state = posixpath.join(workdir, ".snakemake")
+        mounts[state] = Mount(state, state, "ro", STATE.layer)
     for bind in settings.binds:
         if bind.src in missing:
             continue
         mounts[bind.dst] = Mount(bind.src, bind.dst, bind.mode, str(bind.origin or "policy"))
-    return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing, real_sources or {})
+    return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing, real_sources or {},
+                    settings.protected if protected is None else protected)
 
 
 def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
@@ -113,43 +142,102 @@ def _absolute(path: str, workdir: str) -> str:
     return clean(posixpath.join(workdir, path))
 
 
+def _real(path: str, real_folders: Mapping[str, str]) -> str:
+    """`path` with its folder resolved as the bridge found it (Apptainer follows symlinks the same way)."""
+    if path in real_folders:
+        return real_folders[path]
+    folder, name = posixpath.split(path)
+    return posixpath.join(real_folders[folder], name) if folder in real_folders else path
+
+
+def _bind(mounts: dict, binds: dict, src: str, dst: str, mode: str, origin: Origin) -> None:
+    binds[dst] = Bind(src, dst, mode, required=False, origin=origin)
+    mounts[dst] = Mount(src, dst, mode, origin.layer)
+
+
 def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     mounts = dict(rule.mounts)
     auto: dict[str, Bind] = {}
     problems = []
+    workdir, state = rule.workdir, posixpath.join(rule.workdir, ".snakemake")
     modes = rule.settings.auto_binds
-    # Outputs first: an input beside an output then shares the output's writable folder bind.
-    files = [("output", p, modes.outputs) for p in job.outputs] + [("input", p, modes.inputs) for p in job.inputs]
-    for kind, path, auto_mode in files:
-        path = _absolute(path, rule.workdir)
-        mount, same = lookup(mounts, path)
-        if mount is not None and not same:
-            problems.append((kind, path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
-        elif mount is None and auto_mode:
-            folder = posixpath.dirname(path)
-            auto[folder] = Bind(folder, folder, auto_mode, required=False, origin=AUTO)
-            mounts[folder] = Mount(folder, folder, auto_mode, "auto-bind")
-        elif mount is None:
-            problems.append((kind, path, "no bind shows it and auto_binds is off for it"))
-        elif kind == "output" and mount.mode != "rw":
-            problems.append((kind, path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
+    contained = rule.settings.containment != "none"
+    # Relative paths of a shadow job lie in its shadow folder, which is the job's own: bound writable.
+    base = job.shadow or workdir
+    if job.shadow:
+        _bind(mounts, auto, job.shadow, job.shadow, "rw", SHADOW)
+
+    def escapes(raw: str, path: str, mount: Mount | None, same: bool) -> bool:
+        """A path that leaves the workdir through '..' (data-built, e.g. a wildcard) and no policy bind (nor
+        Snakemake's own, e.g. its source cache for workflow.source_path()) shows."""
+        covered = mount is not None and same and (mount.origin not in NOT_POLICY or mount.origin == SUPPORT.layer)
+        return contained and ".." in raw.split("/") and not under(path, workdir) and not covered
+
+    # Snakemake's own folders first (source cache, storage prefix, import paths), as one code path before the
+    # run and at the job's start: Snakemake would bind them writable (the bridge drops its binds); read-only
+    # here, the job only reads there (its outputs get their own binds).
     for src, dst in job.support:
-        src, dst = _absolute(src, rule.workdir), _absolute(dst, rule.workdir)
+        src, dst = _absolute(src, workdir), _absolute(dst, workdir)
         mount, same = lookup(mounts, dst)
-        if not (mount and same and mount.mode == "rw"):
-            # Snakemake binds these writable after the plan's flags, also inside a read-only bind; Apptainer
-            # keeps the first bind of a destination (measured), so binding them read-only here first is what
-            # the job gets. A job only reads there (its outputs get their own binds).
-            auto[dst] = Bind(src, dst, "ro", required=False, origin=SUPPORT)
-            mounts[dst] = Mount(src, dst, "ro", "Snakemake's own files")
-    for path, real in job.symlinks.items():
+        if not (mount and same and mount.mode == "ro"):
+            _bind(mounts, auto, src, dst, "ro", SUPPORT)
+
+    # Outputs first: an input beside an output then shares the output's writable folder bind.
+    for raw in job.outputs:
+        path = _real(_absolute(raw, base), job.real_folders)
+        mount, same = lookup(mounts, path)
+        read_only_workdir = mount is not None and mount.origin in (WORKDIR.layer, STATE.layer) and mount.mode == "ro"
+        if escapes(raw, path, mount, same):
+            problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
+        elif mount is not None and not same:
+            problems.append(("output", path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
+        elif mount is None or (read_only_workdir and contained):
+            folder = path if path in job.directories else posixpath.dirname(path)
+            if not modes.outputs:
+                problems.append(("output", path, "no bind shows it and auto_binds is off for it"))
+            elif folder == workdir or under(folder, state) and not under(folder, posixpath.join(state, "storage")):
+                problems.append(("workdir", path, "its folder is the workdir (or .snakemake), which a contained job "
+                                 "sees read-only"))
+            else:
+                _bind(mounts, auto, folder, folder, modes.outputs, AUTO)
+        elif mount.mode != "rw":
+            problems.append(("output", path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
+    writable_inputs = []
+    for raw in job.inputs:
+        path = _real(_absolute(raw, base), job.real_folders)
+        mount, same = lookup(mounts, path)
+        if escapes(raw, path, mount, same):
+            problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
+        elif mount is not None and not same:
+            problems.append(("input", path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
+        elif mount is None and modes.inputs:
+            _bind(mounts, auto, posixpath.dirname(path), posixpath.dirname(path), modes.inputs, AUTO)
+        elif mount is None:
+            problems.append(("input", path, "no bind shows it and auto_binds is off for it"))
+        elif contained and mount.origin == AUTO.layer and mount.mode == "rw" and modes.inputs != "rw":
+            writable_inputs.append(path)  # in one of the job's output folders
+    if len(writable_inputs) > MAX_INPUT_BINDS:
+        problems.append(("inputs", writable_inputs[0], f"{len(writable_inputs)} inputs lie in the job's writable output "
+                         f"folders; more than {MAX_INPUT_BINDS} cannot each be bound read-only"))
+    else:
+        for path in writable_inputs:
+            _bind(mounts, auto, path, path, "ro", INPUT)
+    for raw, real in job.symlinks.items():
         mount, same = lookup(mounts, clean(real))
         if not (mount and same):
-            problems.append(("symlink", _absolute(path, rule.workdir), f"it resolves to {real}, which the container does not show"))
+            problems.append(("symlink", _absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
+    for raw in job.benchmarks if contained else ():
+        path = _absolute(raw, workdir)
+        mount, same = lookup(mounts, posixpath.dirname(path))
+        if mount is not None and mount.mode == "rw":
+            problems.append(("benchmark", path, "the job may write its folder, and Snakemake writes the benchmark "
+                             "there on the host after the job, following any symlink the job left"))
     binds = [b for b in rule.settings.binds if b.src not in rule.missing] + list(auto.values())
-    if any(under(rule.workdir, b.dst) and b.dst != rule.workdir for b in binds):
-        # A bind of a parent of the workdir is mounted after Snakemake's --home and would hide it
-        # (measured: a read-only parent makes the workdir read-only), so the workdir is bound again.
-        binds.append(Bind(rule.workdir, rule.workdir, "rw", required=False, origin=WORKDIR))
+    if contained or any(under(workdir, b.dst) and b.dst != workdir for b in binds):
+        # Snakemake's --home mounts the workdir writable; a bind of a parent of the workdir would hide it
+        # (measured). So the workdir is bound again, after its parents, in the rule's mode.
+        binds.append(Bind(workdir, workdir, rule.workdir_mode, required=False, origin=WORKDIR))
+        if rule.workdir_mode == "rw" and contained:
+            binds.append(Bind(state, state, "ro", required=False, origin=STATE))
     binds.sort(key=lambda b: b.dst.count("/"))  # parents before children, as Apptainer mounts them in order
     return JobPlan(job, rule, tuple(binds), mounts, tuple(problems))

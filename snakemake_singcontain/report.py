@@ -27,7 +27,9 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
             "namespaces": list(s.effective_namespaces),
             "cleanenv": s.effective_cleanenv,
             "env": list(s.env),
-            "network": s.network,
+            # Without a net namespace the job has the host's network (measured: eth0 inside).
+            "network": s.network if "net" in s.effective_namespaces else "host",
+            "workdir": s.workdir if s.containment != "none" else "rw",
             "writable_tmpfs": s.writable_tmpfs,
             "gpu": s.gpu,
             "args": list(s.args),

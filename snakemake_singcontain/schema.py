@@ -81,6 +81,12 @@ def _layer_properties() -> dict:
             "type": "boolean",
         },
         "gpu": {"description": "Expose NVIDIA GPUs (--nv).", "type": "boolean"},
+        "workdir": {
+            "description": "The workdir's mode in a contained job: ro (default: the job writes only the folders of "
+                           "its own outputs and logs) or rw (it may write anywhere in the workdir; .snakemake stays "
+                           "read-only).",
+            "enum": list(MODES),
+        },
         "protected": {
             "description": "Host paths that must never be bound writable (nor anything under them). Accumulate "
                            "over layers; built in: /bin /boot /dev /etc /lib /lib64 /proc /sbin /sys /usr.",

@@ -2,15 +2,19 @@
 
 from dataclasses import replace
 
-from ..argv import needs_mount
+from ..argv import expressible, needs_mount
 from ..findings import ERROR, NOTE, WARNING, Finding
 from ..hooks import hookimpl
 from ..paths import under
 
 
+KERNEL_FILESYSTEMS = ("/proc", "/sys", "/dev")
+
+
 def _unexpressible(bind, runtime):
     paths = (bind.src, bind.dst)
-    return any(needs_mount(p) for p in paths) and not (runtime and runtime.supports_mount)
+    return (any(needs_mount(p) for p in paths) and not (runtime and runtime.supports_mount)
+            or not all(map(expressible, paths)))
 
 
 def protected_hit(bind, protected, real_sources) -> str | None:
@@ -37,16 +41,42 @@ def singcontain_check_rule(plan, runtime):
                 yield Finding("SC302", NOTE, rule, f"optional bind source {bind.src} does not exist; the bind is skipped",
                               "nothing to do if that is expected", where=where)
         if _unexpressible(bind, runtime):
-            yield Finding("SC206", ERROR, rule, f"{bind.src}:{bind.dst} contains ',' or ':', which --bind cannot "
-                          "express, and this runtime has no --mount", "rename the folder, or use Apptainer >= 1.1", where=where)
-        hit = protected_hit(bind, s.protected, plan.real_sources)
+            yield Finding("SC206", ERROR, rule, f"{bind.src!r} -> {bind.dst!r} contains a line break, or ',' or ':' "
+                          "and this runtime has no --mount", "rename the folder (a line break cannot be bound at all), "
+                          "or use Apptainer >= 1.1", where=where)
+        hit = protected_hit(bind, plan.protected, plan.real_sources)
         if hit:
             yield Finding("SC306", ERROR, rule, f"{bind.src} -> {bind.dst} is bound writable and exposes protected {hit}",
                           "bind it read-only (mode: ro), or write elsewhere", where=where)
+    for bind in s.binds if plan.contained else ():
+        kernel = next((p for p in KERNEL_FILESYSTEMS for x in (bind.src, bind.dst, plan.real_sources.get(bind.src, bind.src))
+                       if under(x, p) or under(p, x)), None)
+        if kernel:
+            yield Finding("SC307", ERROR, rule, f"{bind.src} -> {bind.dst} shows the host's {kernel}, which undoes the "
+                          "container's own (host processes, devices)", "drop this bind", where=str(bind.origin) if bind.origin else None)
     if "ipc" in s.namespaces and s.containment == "none":
         yield Finding("SC404", WARNING, rule, "an IPC namespace without contain/containall still shares the host's "
                       "/dev/shm (POSIX shared memory crosses the boundary)", "add containment: contain",
                       where=s.origins.get("namespaces"))
+
+
+JOB_LAYERS = ("auto-bind", "input", "workdir", "state", "shadow", "snakemake")  # binds made from the job's paths
+PROBLEMS = {  # plan problem kind -> code, what it is, the fix
+    "input": ("SC401", "input {path} is not visible in the container: {why}",
+              "bind its folder (binds:) or enable auto_binds.inputs"),
+    "output": ("SC402", "output {path} is not writable in the container: {why}",
+               "write it elsewhere, or bind its folder writable (mode: rw)"),
+    "symlink": ("SC403", "input {path} is a symlink: {why}",
+                "bind the target's folder read-only, or copy the file into the workflow"),
+    "workdir": ("SC406", "output {path} cannot be written: {why}",
+                "write it into a folder of its own (e.g. results/), or give the rule `workdir: rw`"),
+    "dotdot": ("SC407", "{path}: {why}",
+               "keep the job's files inside the workdir (check the wildcard values), or bind that folder in the policy"),
+    "benchmark": ("SC408", "benchmark {path} lies in a folder the job can write: {why}",
+                  "give benchmarks a folder of their own, e.g. benchmark: \"benchmarks/{sample}.tsv\""),
+    "inputs": ("SC409", "{why} (first: {path})",
+               "write the output into a folder of its own, or set auto_binds: {inputs: rw} to accept writable inputs"),
+}
 
 
 @hookimpl
@@ -55,32 +85,26 @@ def singcontain_check_job(plan, runtime):
     if plan.rule.image is None:
         return  # runs on the host: nothing to see or not see
     for kind, path, why in plan.problems:
-        if kind == "input":
-            yield Finding("SC401", ERROR, rule, f"input {path} is not visible in the container: {why}",
-                          "bind its folder (binds:) or enable auto_binds.inputs", job=job)
-        elif kind == "output":
-            yield Finding("SC402", ERROR, rule, f"output {path} is not writable in the container: {why}",
-                          "write it elsewhere, or bind its folder writable (mode: rw)", job=job)
-        else:
-            yield Finding("SC403", ERROR, rule, f"input {path} is a symlink: {why}",
-                          "bind the target's folder read-only, or copy the file into the workflow", job=job)
+        code, message, fix = PROBLEMS[kind]
+        yield Finding(code, ERROR, rule, message.format(path=path, why=why), fix, job=job)
     for bind in plan.binds:
         layer = bind.origin.layer if bind.origin else "policy"
-        if layer in ("auto-bind", "workdir", "snakemake") and _unexpressible(bind, runtime):
+        if layer in JOB_LAYERS and _unexpressible(bind, runtime):
             # Policy binds are told once per rule (above); these come from the job's own paths.
-            yield Finding("SC206", ERROR, rule, f"folder {bind.src} contains ',' or ':' and this runtime has no --mount",
-                          "rename the folder, or use Apptainer >= 1.1", job=job)
-        if layer != "auto-bind":
+            yield Finding("SC206", ERROR, rule, f"folder {bind.src!r} contains a line break, or ',' or ':' and this "
+                          "runtime has no --mount", "rename the folder (a line break cannot be bound at all), or use "
+                          "Apptainer >= 1.1", job=job)
+        if layer not in JOB_LAYERS:
             continue
-        hit = protected_hit(bind, plan.rule.settings.protected, plan.real_sources)
+        hit = protected_hit(bind, plan.rule.protected, plan.real_sources)
         if hit:
-            yield Finding("SC306", ERROR, rule, f"writing {bind.src} would bind it writable, exposing protected {hit}",
+            yield Finding("SC306", ERROR, rule, f"{bind.src} would be bound writable ({layer}), exposing protected {hit}",
                           "write the job's outputs elsewhere", job=job)
         for floor in plan.rule.floors:
             hit = protected_hit(bind, floor.never_writable, plan.real_sources)
             if hit:
-                yield Finding("SC105", ERROR, rule, f"writing {bind.src} would bind it writable, exposing {hit}, which "
+                yield Finding("SC105", ERROR, rule, f"{bind.src} would be bound writable ({layer}), exposing {hit}, which "
                               f"plugin {floor.plugin} forbids", "write the job's outputs elsewhere", job=job)
-        if bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), plan.rule.settings.protected, {}):
+        if layer == "auto-bind" and bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), plan.rule.settings.protected, {}):
             yield Finding("SC405", WARNING, rule, f"input folder {bind.src} is bound over the image's own {bind.dst}",
                           "copy the file into the workflow, or bind it to another destination", job=job)

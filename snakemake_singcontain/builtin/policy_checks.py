@@ -2,12 +2,16 @@
 
 from fnmatch import fnmatchcase
 
-from ..argv import owned_flags
+from ..apptainer_flags import owned, unsafe_args
 from ..findings import ERROR, Finding
 from ..hooks import hookimpl
 from ..policy.model import CONTAINMENTS
 from ..policy.resolve import is_pattern
 from .path_checks import protected_hit
+
+
+HOST_CODE = {"run": "run:", "template": "template_engine: (the template is rendered, and yte evaluates it)",
+             "cwl": "cwl: (cwltool and the tool)"}
 
 
 @hookimpl
@@ -22,17 +26,24 @@ def singcontain_check_workflow(policy, rules):
 @hookimpl
 def singcontain_check_rule(plan, runtime):
     s, rule = plan.settings, plan.rule
-    if plan.contained and plan.image is None:
+    if plan.contained and plan.image is None and plan.kind not in HOST_CODE:  # an image would not help those
         yield Finding("SC102", ERROR, rule, f"containment '{s.containment}' is asked for but the rule has no image",
                       "add a container: directive to the rule, or an image: to the policy, or set containment: none "
                       "and drop its namespaces and binds", where=s.origins.get("containment"))
-    if plan.contained and plan.kind == "run":
-        yield Finding("SC103", ERROR, rule, "the rule uses run:, whose Python runs on the host, outside any container",
-                      "use shell: or script: for this rule, or give it containment: none with no namespaces or binds")
-    for flag in owned_flags(s.args):
-        yield Finding("SC104", ERROR, rule, f"args passes {flag!r}, a flag the plugin sets from the policy",
-                      "express it with the policy's own key (containment, namespaces, binds, env …)",
-                      where=s.origins.get("args"))
+    if plan.contained and plan.kind in HOST_CODE:
+        yield Finding("SC103", ERROR, rule, f"the rule uses {HOST_CODE[plan.kind]}, which Snakemake runs in its own "
+                      "process on the host, outside any container",
+                      "move the work into a shell: or script: rule, or give this rule containment: none with no "
+                      "namespaces or binds")
+    for word in unsafe_args(s.args):
+        if owned(word):
+            yield Finding("SC104", ERROR, rule, f"args passes {word!r}, a flag the plugin sets from the policy",
+                          "express it with the policy's own key (containment, namespaces, binds, env …)",
+                          where=s.origins.get("args"))
+        else:
+            yield Finding("SC104", ERROR, rule, f"args passes {word!r}, which is not on the allow-list of Apptainer "
+                          "flags that cannot widen what a job sees", "drop it; see docs/checks.md#sc104 for the flags "
+                          "args may carry", where=s.origins.get("args"))
     for floor in plan.floors:
         if CONTAINMENTS.index(s.containment) < CONTAINMENTS.index(floor.containment):
             yield Finding("SC105", ERROR, rule, f"containment '{s.containment}' is below the site floor "

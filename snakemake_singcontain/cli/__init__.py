@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..findings import has_errors, render
+from ..findings import has_errors
+from ..findings import render as render_findings  # not `render`: the cli.render module shadows that name
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
 from .starter import list_rules, snakefile_of, starter_policy
@@ -69,7 +70,7 @@ def cmd_explain(args, user_args: list[str]) -> int:
     print(render_explain(job, rule, workdir, user_args, os.getcwd()))
     findings = [f for f in findings_of(audit) if f.rule == job["rule"] and f.job in (None, job["job"])]
     if findings:
-        print("\nfindings for this job:\n" + render(findings))
+        print("\nfindings for this job:\n" + render_findings(findings))
     return finish(run, 1 if has_errors(findings) else 0)
 
 

@@ -78,8 +78,8 @@ def _runtime_binary() -> str:
         major = 9
     return "singularity" if major < 9 else "apptainer"
 
-SETTING_ORDER = ("containment", "namespaces", "network", "cleanenv", "env", "auto_binds", "writable_tmpfs", "gpu",
-                 "args")
+SETTING_ORDER = ("containment", "workdir", "namespaces", "network", "cleanenv", "env", "auto_binds", "writable_tmpfs",
+                 "gpu", "args")
 
 
 def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
@@ -87,6 +87,7 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
     containall = rule.get("containment") == "containall"
     values = {
         "containment": rule.get("containment"),
+        "workdir": rule.get("workdir", "rw"),
         "namespaces": ", ".join(rule.get("namespaces") or []) or "-",
         "cleanenv": "yes" if rule.get("cleanenv") else "no",
         "env": ", ".join(rule.get("env") or []) or "-",

@@ -2,8 +2,8 @@
 
 import os
 import posixpath
+import stat
 from collections.abc import Mapping
-from pathlib import Path
 
 from ..errors import PolicyError
 from ..paths import clean
@@ -13,18 +13,26 @@ from .yaml_lines import load_with_lines
 
 TOP_KEYS = ("version", "runtime", "image", "defaults", "presets", "rules")
 LAYER_KEYS = ("use", "containment", "namespaces", "network", "cleanenv", "env", "binds", "auto_binds",
-              "writable_tmpfs", "gpu", "protected", "args")
+              "writable_tmpfs", "gpu", "workdir", "protected", "args")
 BIND_KEYS = ("src", "dst", "mode", "required")
 RUNTIMES = ("auto", "apptainer", "singularity")
+MAX_BYTES = 1 << 20
 
 
 def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Policy:
     file = str(path)
     try:
-        raw = Path(path).read_bytes()
+        # A FIFO or device would hang the read, a huge file exhaust memory: only a regular, policy-sized file.
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+                what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+                raise PolicyError(f"the policy file is {what}; a policy is a regular file of at most {MAX_BYTES} bytes",
+                                  file=file, fix="point contain() at the policy file itself")
+            raw = f.read(MAX_BYTES + 1)
     except OSError as err:
         raise PolicyError(f"cannot read the policy file: {err.strerror}", file=file,
-                          fix="check the path given to contain() or --policy") from None
+                          fix="check the path given to contain()") from None
     env = os.environ if env is None else env
     data, lines = load_with_lines(raw, file)
     return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
@@ -132,6 +140,11 @@ class _Reader:
                     if key == "env" and not (name.replace("_", "a").isalnum() and not name[0].isdigit()):
                         self.fail(path + (key, i), f"{item!r} is not an environment variable name", "write a name such as LANG")
                 get[key] = tuple(dict.fromkeys(items))
+        if "workdir" in data:
+            if data["workdir"] not in MODES:
+                self.fail(path + ("workdir",), f"workdir cannot be {data['workdir']!r}",
+                          "write workdir: ro (the default) or workdir: rw (the job may write anywhere in the workdir)")
+            get["workdir"] = data["workdir"]
         if "network" in data:
             get["network"] = self.text(data["network"], path + ("network",))
         for key in ("cleanenv", "writable_tmpfs", "gpu"):
@@ -148,6 +161,8 @@ class _Reader:
             get["auto_binds"] = self.auto_binds(data["auto_binds"], path + ("auto_binds",))
         if "binds" in data:
             get["binds"] = self.binds(data["binds"], path + ("binds",), label)
+            get["dropped_binds"] = tuple(self.absolute(self.text(item, path + ("binds", i))[1:], path + ("binds", i))
+                                         for i, item in enumerate(data["binds"]) if isinstance(item, str) and item.startswith("-"))
         key_lines = {key: self.lines.get(path + (key,)) for key in data}
         origin = Origin(label, self.file, self.lines.get(path))
         return Layer(origin=origin, key_lines=key_lines, **get)
@@ -170,6 +185,8 @@ class _Reader:
             self.fail(path, f"'binds' must be a list, not {_kind(value)}", "write binds: [/cvmfs:ro, {src: ..., dst: ..., mode: rw}]")
         by_dst: dict[str, Bind] = {}
         for i, item in enumerate(value):
+            if isinstance(item, str) and item.startswith("-"):
+                continue  # "-/cvmfs": drops an inherited bind (dropped_binds)
             bind = self.bind(item, path + (i,), label)
             twin = by_dst.get(bind.dst)
             if twin and twin != bind:
@@ -181,14 +198,16 @@ class _Reader:
     def bind(self, item, path: tuple, label: str) -> Bind:
         origin = Origin(label, self.file, self.lines.get(path))
         if isinstance(item, str):
-            text = self.text(item, path)
-            parts = text.split(":")
+            self.text(item, path)  # the whole item's syntax and variables, told once
+            # Split before expanding: a variable's value is data, so a ':' in it never adds a DST or a mode.
+            parts = split_short_bind(item)
             mode = "ro"
             if len(parts) > 1 and parts[-1] in MODES:
                 mode = parts.pop()
             if len(parts) > 2 or not all(parts):
                 self.fail(path, f"bad bind {item!r}", "write SRC[:DST][:ro|rw], or the long form {src: ..., dst: ..., mode: ro} for a path with ':'")
-            src, dst, required = parts[0], (parts[1] if len(parts) == 2 else None), True
+            src = self.text(parts[0], path)
+            dst, required = (self.text(parts[1], path) if len(parts) == 2 else None), True
         else:
             item = self.mapping(item, path)
             self.known_keys(item, path, BIND_KEYS, "a bind")
@@ -205,6 +224,27 @@ class _Reader:
         if not dst.startswith("/"):
             self.fail(path, f"bind destination {dst!r} is not absolute", "write a destination starting with '/'")
         return Bind(src=src, dst=clean(dst), mode=mode, required=required, origin=origin)
+
+
+def split_short_bind(text: str) -> list[str]:
+    """'${A:-/x}:/dst:ro' -> ['${A:-/x}', '/dst', 'ro']: ':' splits only outside ${...}."""
+    parts, current, depth, i = [], [], 0, 0
+    while i < len(text):
+        if text.startswith("$$", i) or text.startswith("${", i):
+            depth += text[i + 1] == "{"
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        char = text[i]
+        if char == "}" and depth:
+            depth -= 1
+        if char == ":" and not depth:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    return parts + ["".join(current)]
 
 
 def _name(path: tuple) -> str:

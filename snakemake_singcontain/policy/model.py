@@ -40,16 +40,18 @@ class Layer:
     """Settings as written in one place; None means "not set here", so the layer below shows through."""
 
     origin: Origin
-    use: tuple[str, ...] = ()
+    use: tuple[str, ...] = ()  # "-name" drops a preset an earlier layer uses
     containment: str | None = None
     namespaces: tuple[str, ...] | None = None  # "-pid" removes an inherited pid
     network: str | None = None
     cleanenv: bool | None = None
     env: tuple[str, ...] | None = None  # "-LANG" removes an inherited LANG
     binds: tuple[Bind, ...] = ()
+    dropped_binds: tuple[str, ...] = ()  # "-/cvmfs": destinations whose inherited bind this layer removes
     auto_binds: AutoBinds | None = None
     writable_tmpfs: bool | None = None
     gpu: bool | None = None
+    workdir: str | None = None  # ro | rw: the workdir's mode in a contained job
     protected: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
@@ -89,6 +91,7 @@ class Settings:
     auto_binds: AutoBinds
     writable_tmpfs: bool
     gpu: bool
+    workdir: str
     protected: tuple[str, ...]
     args: tuple[str, ...]
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -4,8 +4,10 @@ Precedence, lowest first: built-ins < `defaults` < presets named in `use` (defau
 matching entry's, in order; a preset's own `use` comes before it) < matching glob keys (file order) <
 the exact rule name < plugin adjustments. A preset used twice (directly or through other presets) is
 applied once, at its first place. Merging, layer by layer:
-- scalars (containment, network, cleanenv, writable_tmpfs, gpu, auto_binds): the later layer wins;
-- binds: accumulate; a later bind to the same destination replaces the earlier one;
+- scalars (containment, network, cleanenv, writable_tmpfs, gpu, workdir, auto_binds): the later layer wins;
+- binds: accumulate; a later bind to the same destination replaces the earlier one; "-/dst" drops the
+  bind of that destination inherited so far (from defaults or a preset);
+- use: "-name" drops a preset that an earlier layer (defaults) uses;
 - namespaces, env: accumulate; an entry "-name" removes an inherited name;
 - protected, args: accumulate (a protected path can never be removed by a later layer).
 """
@@ -21,10 +23,10 @@ BUILTIN_PROTECTED = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc",
 BUILTIN = Layer(
     origin=Origin("built-in", "snakemake-singcontain"),
     containment="contain", namespaces=(), network="none", cleanenv=False, env=(),
-    auto_binds=AutoBinds(), writable_tmpfs=False, gpu=False, protected=BUILTIN_PROTECTED,
+    auto_binds=AutoBinds(), writable_tmpfs=False, gpu=False, workdir="ro", protected=BUILTIN_PROTECTED,
 )
 
-SCALARS = ("containment", "network", "cleanenv", "writable_tmpfs", "gpu", "auto_binds")
+SCALARS = ("containment", "network", "cleanenv", "writable_tmpfs", "gpu", "workdir", "auto_binds")
 
 
 def is_pattern(key: str) -> bool:
@@ -49,6 +51,13 @@ def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ..
     """Names of the presets `layer` uses, each preceded by those it uses; each name once, at its first place."""
     out: list[str] = []
     for name in layer.use:
+        if name.startswith("-"):
+            name = name[1:]
+            if name not in presets:
+                where = dict(file=layer.origin.file, line=layer.key_lines.get("use") or layer.origin.line)
+                raise PolicyError(f"{layer.origin.layer} drops unknown preset {name!r}",
+                                  fix=f"use one of: {', '.join(sorted(presets)) or 'none defined'}", **where)
+            continue
         where = dict(file=layer.origin.file, line=layer.key_lines.get("use") or layer.origin.line)
         if name not in presets:
             known = ", ".join(sorted(presets)) or "none defined"
@@ -68,6 +77,8 @@ def layers_for(policy: Policy, rule: str, presets: Mapping[str, Layer], adjustme
     used: list[str] = []
     for layer in [policy.defaults, *own]:
         used += [n for n in _expand_use(layer, presets, (), expanded) if n not in used]
+        dropped = {name[1:] for name in layer.use if name.startswith("-")}
+        used = [n for n in used if n not in dropped]
     return [BUILTIN, policy.defaults, *(presets[n] for n in used), *own, *adjustments]
 
 
@@ -95,10 +106,12 @@ def merge(layers: Sequence[Layer]) -> Settings:
                 if not item.startswith("-"):
                     current.append(name)
                 note(key, layer)
+        for dst in layer.dropped_binds:
+            binds.pop(dst, None)
         for bind in layer.binds:
             binds.pop(bind.dst, None)
             binds[bind.dst] = bind
-        if layer.binds:
+        if layer.binds or layer.dropped_binds:
             note("binds", layer)
         protected += [p for p in layer.protected if p not in protected]
         args += layer.args

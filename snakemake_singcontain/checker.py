@@ -33,10 +33,10 @@ class Checker:
                     self.presets[name] = self._layer(data, f"preset {name}", impl.plugin_name)
             self.presets.update(policy.presets)
             check_presets(policy, self.presets)
+        self._real_paths: dict[str, str] = {}
         # Never-writable and protected paths are compared as written and where they really lead.
         self.floors = tuple(replace(floor, plugin=impl.plugin_name, never_writable=self._with_real(floor.never_writable))
                             for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function()))
-        self._real_paths: dict[str, str] = {}
         self._rule_plans: dict[tuple, RulePlan] = {}
 
     def _layer(self, data, label: str, plugin: str) -> Layer:

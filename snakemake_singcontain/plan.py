@@ -75,6 +75,8 @@ class RulePlan:
     missing: frozenset[str] = frozenset()  # bind sources that do not exist on this host
     real_sources: Mapping[str, str] = field(default_factory=dict)  # writable bind source -> where it really leads
     protected: tuple[str, ...] = ()  # the policy's protected paths and, where they differ, their real paths
+    # Per-rule memo (folder -> the rule's mount serving it; checks' results per bind): jobs share folders.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def contained(self) -> bool:
@@ -109,6 +111,35 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
                     settings.protected if protected is None else protected)
 
 
+class _Mounts:
+    """The rule's mounts (their lookups memoized per folder, for every job of the rule) plus the job's own."""
+
+    def __init__(self, rule: RulePlan):
+        self.rule_mounts, self.folders = rule.mounts, rule.memo.setdefault("folders", {})
+        self.job_mounts: dict[str, Mount] = {}
+
+    def add(self, mount: Mount) -> None:
+        self.job_mounts[mount.dst] = mount
+
+    def _rule_mount(self, folder: str) -> Mount | None:
+        if folder not in self.folders:
+            parent = posixpath.dirname(folder)
+            self.folders[folder] = self.rule_mounts.get(folder) or (
+                self._rule_mount(parent) if parent != folder else None)
+        return self.folders[folder]
+
+    def find(self, path: str) -> tuple[Mount | None, bool]:
+        """The mount serving container `path` (the deepest), and whether it shows the host's own `path` there."""
+        best = self.rule_mounts.get(path) or self._rule_mount(posixpath.dirname(path))
+        for dst, mount in self.job_mounts.items():
+            if (best is None or len(dst) >= len(best.dst)) and under(path, dst):
+                best = mount
+        return best, best is not None and best.src == best.dst
+
+    def all(self) -> dict[str, Mount]:
+        return {**self.rule_mounts, **self.job_mounts}
+
+
 def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
     """The mount serving container `path`, and whether it shows the host's own `path` there."""
     probe = path
@@ -139,7 +170,9 @@ class JobPlan:
 
 
 def _absolute(path: str, workdir: str) -> str:
-    return clean(posixpath.join(workdir, path))
+    joined = posixpath.join(workdir, path)
+    # normpath only where it changes something (it is the hot spot of a large DAG otherwise)
+    return clean(joined) if "/." in joined or "//" in joined or joined.endswith("/") else joined
 
 
 def _real(path: str, real_folders: Mapping[str, str]) -> str:
@@ -150,13 +183,13 @@ def _real(path: str, real_folders: Mapping[str, str]) -> str:
     return posixpath.join(real_folders[folder], name) if folder in real_folders else path
 
 
-def _bind(mounts: dict, binds: dict, src: str, dst: str, mode: str, origin: Origin) -> None:
+def _bind(mounts: _Mounts, binds: dict, src: str, dst: str, mode: str, origin: Origin) -> None:
     binds[dst] = Bind(src, dst, mode, required=False, origin=origin)
-    mounts[dst] = Mount(src, dst, mode, origin.layer)
+    mounts.add(Mount(src, dst, mode, origin.layer))
 
 
 def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
-    mounts = dict(rule.mounts)
+    mounts = _Mounts(rule)
     auto: dict[str, Bind] = {}
     problems = []
     workdir, state = rule.workdir, posixpath.join(rule.workdir, ".snakemake")
@@ -178,14 +211,14 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     # here, the job only reads there (its outputs get their own binds).
     for src, dst in job.support:
         src, dst = _absolute(src, workdir), _absolute(dst, workdir)
-        mount, same = lookup(mounts, dst)
+        mount, same = mounts.find(dst)
         if not (mount and same and mount.mode == "ro"):
             _bind(mounts, auto, src, dst, "ro", SUPPORT)
 
     # Outputs first: an input beside an output then shares the output's writable folder bind.
     for raw in job.outputs:
         path = _real(_absolute(raw, base), job.real_folders)
-        mount, same = lookup(mounts, path)
+        mount, same = mounts.find(path)
         read_only_workdir = mount is not None and mount.origin in (WORKDIR.layer, STATE.layer) and mount.mode == "ro"
         if escapes(raw, path, mount, same):
             problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
@@ -205,7 +238,7 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     writable_inputs = []
     for raw in job.inputs:
         path = _real(_absolute(raw, base), job.real_folders)
-        mount, same = lookup(mounts, path)
+        mount, same = mounts.find(path)
         if escapes(raw, path, mount, same):
             problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
         elif mount is not None and not same:
@@ -223,12 +256,12 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         for path in writable_inputs:
             _bind(mounts, auto, path, path, "ro", INPUT)
     for raw, real in job.symlinks.items():
-        mount, same = lookup(mounts, clean(real))
+        mount, same = mounts.find(clean(real))
         if not (mount and same):
             problems.append(("symlink", _absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
     for raw in job.benchmarks if contained else ():
         path = _absolute(raw, workdir)
-        mount, same = lookup(mounts, posixpath.dirname(path))
+        mount, same = mounts.find(posixpath.dirname(path))
         if mount is not None and mount.mode == "rw":
             problems.append(("benchmark", path, "the job may write its folder, and Snakemake writes the benchmark "
                              "there on the host after the job, following any symlink the job left"))
@@ -240,4 +273,4 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         if rule.workdir_mode == "rw" and contained:
             binds.append(Bind(state, state, "ro", required=False, origin=STATE))
     binds.sort(key=lambda b: b.dst.count("/"))  # parents before children, as Apptainer mounts them in order
-    return JobPlan(job, rule, tuple(binds), mounts, tuple(problems))
+    return JobPlan(job, rule, tuple(binds), mounts.all(), tuple(problems))

@@ -48,7 +48,7 @@ def singcontain_check_rule(plan, runtime):
         if hit:
             yield Finding("SC306", ERROR, rule, f"{bind.src} -> {bind.dst} is bound writable and exposes protected {hit}",
                           "bind it read-only (mode: ro), or write elsewhere", where=where)
-    for bind in s.binds if plan.contained else ():
+    for bind in s.binds if s.containment != "none" or s.effective_namespaces else ():  # what the namespaces hide
         kernel = next((p for p in KERNEL_FILESYSTEMS for x in (bind.src, bind.dst, plan.real_sources.get(bind.src, bind.src))
                        if under(x, p) or under(p, x)), None)
         if kernel:
@@ -87,24 +87,32 @@ def singcontain_check_job(plan, runtime):
     for kind, path, why in plan.problems:
         code, message, fix = PROBLEMS[kind]
         yield Finding(code, ERROR, rule, message.format(path=path, why=why), fix, job=job)
+    memo = plan.rule.memo.setdefault("path_checks", {})
     for bind in plan.binds:
         layer = bind.origin.layer if bind.origin else "policy"
-        if layer in JOB_LAYERS and _unexpressible(bind, runtime):
-            # Policy binds are told once per rule (above); these come from the job's own paths.
-            yield Finding("SC206", ERROR, rule, f"folder {bind.src!r} contains a line break, or ',' or ':' and this "
-                          "runtime has no --mount", "rename the folder (a line break cannot be bound at all), or use "
-                          "Apptainer >= 1.1", job=job)
         if layer not in JOB_LAYERS:
-            continue
-        hit = protected_hit(bind, plan.rule.protected, plan.real_sources)
+            continue  # policy binds are told once per rule (above)
+        real = plan.real_sources.get(bind.src, bind.src)
+        key = (bind.src, bind.dst, bind.mode, layer, real)
+        if key not in memo:  # jobs of a rule share their folders: each bind is judged once
+            memo[key] = list(_judge_job_bind(bind, layer, plan.rule, {bind.src: real}, runtime))
+        for code, severity, message, fix in memo[key]:
+            yield Finding(code, severity, rule, message, fix, job=job)
+
+
+def _judge_job_bind(bind, layer, rule_plan, real_sources, runtime):
+    if _unexpressible(bind, runtime):
+        yield ("SC206", ERROR, f"folder {bind.src!r} contains a line break, or ',' or ':' and this runtime has no "
+               "--mount", "rename the folder (a line break cannot be bound at all), or use Apptainer >= 1.1")
+    hit = protected_hit(bind, rule_plan.protected, real_sources)
+    if hit:
+        yield ("SC306", ERROR, f"{bind.src} would be bound writable ({layer}), exposing protected {hit}",
+               "write the job's outputs elsewhere")
+    for floor in rule_plan.floors:
+        hit = protected_hit(bind, floor.never_writable, real_sources)
         if hit:
-            yield Finding("SC306", ERROR, rule, f"{bind.src} would be bound writable ({layer}), exposing protected {hit}",
-                          "write the job's outputs elsewhere", job=job)
-        for floor in plan.rule.floors:
-            hit = protected_hit(bind, floor.never_writable, plan.real_sources)
-            if hit:
-                yield Finding("SC105", ERROR, rule, f"{bind.src} would be bound writable ({layer}), exposing {hit}, which "
-                              f"plugin {floor.plugin} forbids", "write the job's outputs elsewhere", job=job)
-        if layer == "auto-bind" and bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), plan.rule.settings.protected, {}):
-            yield Finding("SC405", WARNING, rule, f"input folder {bind.src} is bound over the image's own {bind.dst}",
-                          "copy the file into the workflow, or bind it to another destination", job=job)
+            yield ("SC105", ERROR, f"{bind.src} would be bound writable ({layer}), exposing {hit}, which plugin "
+                   f"{floor.plugin} forbids", "write the job's outputs elsewhere")
+    if layer == "auto-bind" and bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), rule_plan.settings.protected, {}):
+        yield ("SC405", WARNING, f"input folder {bind.src} is bound over the image's own {bind.dst}",
+               "copy the file into the workflow, or bind it to another destination")

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from sc_unit import codes, expect, job, runtime
-from snakemake_singcontain.argv import apptainer_args, bind_args, env_pair, needs_mount, owned_flags, settings_args
+from snakemake_singcontain.argv import apptainer_args, bind_args, env_pair, needs_mount, settings_args
 from snakemake_singcontain.findings import ERROR
 from snakemake_singcontain.policy import Bind
 
@@ -47,12 +47,14 @@ ENVIRON = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "4", "SECRET": "x"}
 @pytest.mark.parametrize("layer, argv", [
     ("{cleanenv: true, env: [LANG, OMP_NUM_THREADS, UNSET]}",
      ["--contain", "--cleanenv", "--env", "LANG=C.UTF-8", "--env", "OMP_NUM_THREADS=4"]),
-    # containall cleans the environment itself: no --cleanenv, but the allow-list still applies
-    ("{containment: containall, env: [LANG]}", ["--containall", "--env", "LANG=C.UTF-8"]),
-    ("{containment: containall, cleanenv: true, env: [LANG]}", ["--containall", "--env", "LANG=C.UTF-8"]),
+    # containall cleans the environment itself: no --cleanenv, but the allow-list still applies; Snakemake's
+    # per-job thread counts cross without being listed (the rule's `threads:`, not a host secret)
+    ("{containment: containall, env: [LANG]}", ["--containall", "--env", "LANG=C.UTF-8", "--env", "OMP_NUM_THREADS=4"]),
+    ("{containment: containall, cleanenv: true, env: [LANG]}",
+     ["--containall", "--env", "LANG=C.UTF-8", "--env", "OMP_NUM_THREADS=4"]),
     # without a clean environment every host variable crosses anyway: no --env
     ("{env: [LANG]}", ["--contain"]),
-    ("{cleanenv: true}", ["--contain", "--cleanenv"]),
+    ("{cleanenv: true}", ["--contain", "--cleanenv", "--env", "OMP_NUM_THREADS=4"]),
 ])
 def test_cleanenv_and_env_allow_list(site, layer, argv):
     assert flags(site, layer, ENVIRON) == argv
@@ -224,40 +226,14 @@ def test_apptainer_args_order_settings_binds_then_args(site):
             args: ['--no-init', '--pwd', '/ref']
         """)
     plan = c.job_plan(job("a", inputs=[site.path("in", "x")], outputs=["res/y"]))
+    w, res = site.workdir, f"{site.workdir}/res"
+    # Binds parents before children: the read-only workdir before the writable folder of the output.
     assert apptainer_args(plan, APPTAINER_1_4, {}) == [
         "--containall", "--bind", f"{site.path('ref')}:/ref:ro", "--bind", f"{site.path('in')}:{site.path('in')}:ro",
-        "--no-init", "--pwd", "/ref"]
+        "--bind", f"{w}:{w}:ro", "--bind", f"{res}:{res}:rw", "--no-init", "--pwd", "/ref"]
 
 
 def test_missing_optional_bind_is_not_passed(site):
     c = site.checker("version: 1\nrules: {a: {binds: [{src: '${ROOT}/nope', dst: /n, required: false}]}}\n")
-    assert apptainer_args(c.job_plan(job("a")), APPTAINER_1_4, {}) == ["--contain"]
-
-
-# --- flags the plugin owns -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("args, owned", [
-    (["--bind", "/x"], ["--bind"]),
-    (["--bind=/x:/y"], ["--bind=/x:/y"]),
-    (["-B", "/x"], ["-B"]),
-    (["-B/x"], ["-B/x"]),
-    (["-cp"], ["-cp"]),
-    (["-Cu"], ["-Cu"]),
-    (["--contain", "--containall", "--pid", "--ipc", "--uts", "--userns"],
-     ["--contain", "--containall", "--pid", "--ipc", "--uts", "--userns"]),
-    (["--net", "--network=bridge", "--network-args", "x"], ["--net", "--network=bridge", "--network-args"]),
-    (["--cleanenv", "--env", "A=1", "--env-file", "f"], ["--cleanenv", "--env", "--env-file"]),
-    (["--nv", "--rocm", "--writable", "--writable-tmpfs", "--mount", "x"],
-     ["--nv", "--rocm", "--writable", "--writable-tmpfs", "--mount"]),
-    (["--home", "/h", "--no-home", "--no-mount", "tmp", "--workdir", "/w"], ["--home", "--no-home", "--no-mount", "--workdir"]),
-    (["--fakeroot", "-f", "--add-caps", "x", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname", "h"],
-     ["--fakeroot", "-f", "--add-caps", "--keep-privs", "--allow-setuid", "--no-privs", "--hostname"]),
-    (["--overlay", "/o", "-o", "/o", "--fusemount", "x", "--compat", "--netns-path", "/n", "--nvccli", "--sharens",
-      "--no-pid"],
-     ["--overlay", "-o", "--fusemount", "--compat", "--netns-path", "--nvccli", "--sharens", "--no-pid"]),
-    (["--no-init", "--pwd", "/x", "--security", "seccomp:f", "-v", "--contain-x"], []),
-    ([], []),
-])
-def test_owned_flags(args, owned):
-    assert owned_flags(args) == owned
+    w = site.workdir
+    assert apptainer_args(c.job_plan(job("a")), APPTAINER_1_4, {}) == ["--contain", "--bind", f"{w}:{w}:ro"]

@@ -7,6 +7,7 @@ import pytest
 from sc_unit import APPTAINER, CONF, conf, codes, expect, job, runtime
 from snakemake_singcontain.findings import ERROR, NOTE, WARNING
 from snakemake_singcontain.hooks import hookimpl
+from snakemake_singcontain.plan import MAX_INPUT_BINDS
 from snakemake_singcontain.policy import Floor
 
 
@@ -67,14 +68,17 @@ def test_sc102_builtin_containment_applies_without_any_setting(site):
     expect(c.check([job("a", image=None)]), "SC102", ERROR, "a", "'contain'")
 
 
-def test_sc103_contained_run_rule(site):
-    c = site.checker("version: 1\n", rules={"a": "run"})
-    expect(c.check([job("a")]), "SC103", ERROR, "a", "run:")
+@pytest.mark.parametrize("kind, named", [("run", "run:"), ("template", "template_engine:"), ("cwl", "cwl:")])
+def test_sc103_contained_rule_whose_code_runs_on_the_host(site, kind, named):
+    c = site.checker("version: 1\n", rules={"a": kind})
+    f = expect(c.check([job("a")]), "SC103", ERROR, "a", named, "on the host")
+    assert "shell:" in f.fix and "containment: none" in f.fix
 
 
-def test_sc103_passes_for_uncontained_run_rule_and_contained_shell(site):
-    c = site.checker("version: 1\nrules: {r: {containment: none}}\n", rules={"r": "run", "s": "shell"})
-    assert "SC103" not in codes(c.check([job("r", image=None), job("s")]))
+@pytest.mark.parametrize("kind", ["run", "template", "cwl"])
+def test_sc103_passes_for_uncontained_host_code_and_contained_shell_or_script(site, kind):
+    c = site.checker("version: 1\nrules: {r: {containment: none}}\n", rules={"r": kind, "s": "shell", "p": "script"})
+    assert "SC103" not in codes(c.check([job("r", image=None), job("s"), job("p")]))
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -86,6 +90,7 @@ def test_sc103_passes_for_uncontained_run_rule_and_contained_shell(site):
     (["-e"], "-e"),  # --cleanenv
     (["--network=bridge"], "--network=bridge"),
     (["--writable-tmpfs"], "--writable-tmpfs"),
+    (["--pwd", "/data"], "--pwd"),  # Snakemake sets it
 ])
 def test_sc104_owned_flag_in_args(site, args, flag):
     c = site.checker(f"version: 1\nrules:\n  a:\n    args: {args!r}\n")
@@ -93,8 +98,20 @@ def test_sc104_owned_flag_in_args(site, args, flag):
     assert "policy" in f.fix
 
 
-def test_sc104_passes_for_flags_the_plugin_does_not_own(site):
-    c = site.checker("version: 1\nrules:\n  a:\n    args: ['--no-init', '--pwd', '/data', '--security', 'seccomp:x.json']\n")
+@pytest.mark.parametrize("args, flag", [
+    (["--security", "seccomp:x.json"], "--security"),
+    (["--containlibs", "/usr/lib/libx.so"], "--containlibs"),  # host libraries inside
+    (["--overlay", "/data"], "--overlay"),
+    (["--no-such-flag"], "--no-such-flag"),  # not classified: refused until someone does
+])
+def test_sc104_flag_not_on_the_allow_list_in_args(site, args, flag):
+    c = site.checker(f"version: 1\nrules:\n  a:\n    args: {args!r}\n")
+    f = expect(c.check([job("a")]), "SC104", ERROR, "a", repr(flag), "allow-list")
+    assert "containment.yaml:4" in f.where
+
+
+def test_sc104_passes_for_flags_on_the_allow_list(site):
+    c = site.checker("version: 1\nrules:\n  a:\n    args: ['--no-init', '--hostname', 'h', '--memory', '1G']\n")
     assert "SC104" not in codes(c.check([job("a")]))
 
 
@@ -116,6 +133,15 @@ def test_sc105_writable_bind_of_never_writable_path(site):
     plugin = floor_plugin(Floor(never_writable=(site.path("data"),)))
     c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/data/sub:rw']}}\n", plugins=[plugin])
     expect(c.check([job("a")]), "SC105", ERROR, "a", data, "sitefloor")
+
+
+def test_sc105_never_writable_path_is_compared_by_its_real_path(site):
+    # The floor names a symlink; the policy binds the folder it leads to.
+    real = site.dir("real", "data")
+    (site.root / "data_link").symlink_to(real)
+    plugin = floor_plugin(Floor(never_writable=(site.path("data_link"),)))
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/real/data:/data:rw']}}\n", plugins=[plugin])
+    expect(c.check([job("a")]), "SC105", ERROR, "a", real, "sitefloor")
 
 
 def test_sc105_passes_at_or_above_the_floor(site):
@@ -277,14 +303,14 @@ def test_sc302_optional_bind_source_missing_is_skipped(site):
     findings = c.check([job("a")])
     expect(findings, "SC302", NOTE, "a", site.path("scratch"))
     assert "SC301" not in codes(findings)
-    assert c.job_plan(job("a")).binds == ()  # skipped: no --bind of a missing folder
+    assert [b.dst for b in c.job_plan(job("a")).binds] == [site.workdir]  # skipped: no --bind of a missing folder
 
 
 def test_sc302_passes_when_optional_source_exists(site):
     site.dir("scratch")
     c = site.checker("version: 1\nrules: {a: {binds: [{src: '${ROOT}/scratch', dst: /scratch, required: false}]}}\n")
     assert codes(c.check([job("a")])) == []
-    assert [b.dst for b in c.job_plan(job("a")).binds] == ["/scratch"]
+    assert [b.dst for b in c.job_plan(job("a")).binds] == ["/scratch", site.workdir]
 
 
 @pytest.mark.parametrize("bind, hit", [
@@ -342,10 +368,85 @@ def test_sc306_writable_parent_of_protected_path(site):
     expect(c.check([job("a")]), "SC306", ERROR, "a", site.path("data"))
 
 
+def test_sc306_protected_path_is_compared_by_its_real_path(site):
+    # The policy protects a symlink; a bind of the folder it leads to exposes the same files.
+    real = site.dir("archive", "raw")
+    (site.root / "raw").symlink_to(real)
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n"
+                     "rules: {a: {binds: ['${ROOT}/archive:rw']}}\n")
+    expect(c.check([job("a")]), "SC306", ERROR, "a", site.path("archive"), f"protected {real}")
+
+
+def test_sc306_output_folder_leading_into_a_protected_path(site):
+    # results/ is a symlink into the protected raw data: its auto-bind would make raw data writable.
+    raw = site.dir("raw")
+    (site.root / "work" / "results").symlink_to(raw)
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n")
+    f = expect(c.check([job("a", outputs=["results/x.txt"])]), "SC306", ERROR, "a", "protected")
+    assert f.job == "a" and raw in f.message
+
+
+def test_sc306_writable_workdir_containing_a_protected_path(site):
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/work/raw']}\nrules: {a: {workdir: rw}}\n")
+    f = expect(c.check([job("a", outputs=["x.txt"])]), "SC306", ERROR, "a", site.workdir, "(workdir)",
+               f"protected {site.path('work', 'raw')}")
+    assert f.job == "a"
+
+
+def test_sc306_passes_for_the_read_only_workdir_containing_a_protected_path(site):
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/work/raw']}\n")
+    assert codes(c.check([job("a", inputs=["raw/x.fq"], outputs=["results/x.txt"])])) == []
+
+
+def test_sc306_shadow_folder_under_a_protected_path(site):
+    shadow = site.dir("work", ".snakemake", "shadow", "tmp1")
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/work/.snakemake']}\n")
+    expect(c.check([job("a", outputs=["x.txt"], shadow=shadow)]), "SC306", ERROR, "a", shadow, "(shadow)")
+
+
+@pytest.mark.parametrize("bind, kernel", [
+    ("/proc:/hostproc:ro", "/proc"),
+    ("/sys/fs/cgroup:/cg:ro", "/sys"),  # under it
+    ("/dev:/dev:ro", "/dev"),
+    ("${ROOT}/data:/dev/shm:rw", "/dev"),  # the destination
+    ("/:/host:ro", "/proc"),  # a parent shows them too
+])
+def test_sc307_bind_of_a_kernel_file_system(site, bind, kernel):
+    site.dir("data")
+    c = site.checker(f"version: 1\nrules:\n  a:\n    containment: containall\n    binds: ['{bind}']\n")
+    f = expect(c.check([job("a")]), "SC307", ERROR, "a", kernel)
+    assert f.job is None and "drop" in f.fix and "containment.yaml:5" in f.where
+
+
+def test_sc307_bind_whose_source_leads_to_a_kernel_file_system(site):
+    (site.root / "stats").symlink_to("/proc")
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/stats:/stats:ro']}}\n")
+    expect(c.check([job("a")]), "SC307", ERROR, "a", site.path("stats"), "/proc")
+
+
+def test_sc307_passes_for_names_that_only_share_a_prefix(site):
+    for name in ("device", "procedures", "system"):
+        site.dir(name)
+    c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/device:/device', '${ROOT}/procedures:/procs', "
+                     "'${ROOT}/system:/sysdata']}}\n")
+    assert "SC307" not in codes(c.check([job("a")]))
+
+
 def test_sc105_output_auto_bind_under_never_writable(site):
     plugin = floor_plugin(Floor(never_writable=(site.path("data"),)))
     c = site.checker("version: 1\n", plugins=[plugin])
     expect(c.check([job("a", outputs=[site.path("data", "out", "x.txt")])]), "SC105", ERROR, "a", "sitefloor")
+
+
+def test_sc105_writable_workdir_under_never_writable(site):
+    # `workdir: rw` makes the whole workdir writable: a never-writable folder inside it is exposed.
+    plugin = floor_plugin(Floor(never_writable=(site.path("work", "raw"),)))
+    c = site.checker("version: 1\nrules: {a: {workdir: rw}}\n", plugins=[plugin])
+    f = expect(c.check([job("a", outputs=["results/x.txt"])]), "SC105", ERROR, "a", site.workdir, "(workdir)",
+               "sitefloor")
+    assert f.job == "a"
+    read_only = site.checker("version: 1\n", plugins=[plugin])
+    assert "SC105" not in codes(read_only.check([job("a", outputs=["results/x.txt"])]))
 
 
 # --- SC4xx: the job's files ------------------------------------------------------------------------------
@@ -436,7 +537,8 @@ def test_sc405_input_under_a_system_folder_is_bound_over_the_image(site, path, f
     spec = job("a", inputs=[path], wildcards={"s": "x"})
     f = expect(c.check([spec]), "SC405", WARNING, "a", folder)
     assert f.job == "a[s=x]"
-    assert [(b.src, b.dst, b.mode) for b in c.job_plan(spec).binds] == [(folder, folder, "ro")]
+    assert [(b.src, b.dst, b.mode) for b in c.job_plan(spec).binds if b.origin.layer == "auto-bind"] == [
+        (folder, folder, "ro")]
 
 
 def test_sc405_input_under_a_user_protected_folder(site):
@@ -449,3 +551,86 @@ def test_sc405_passes_for_inputs_elsewhere_or_under_a_policy_bind(site):
     c = site.checker("version: 1\nrules: {a: {binds: ['/usr/share:ro']}}\n")
     inputs = [site.path("ref", "g.fa"), "in/local.txt", "/usr/share/dict/words"]
     assert codes(c.check([job("a", inputs=inputs)])) == []
+
+
+# --- SC406–SC409: what a contained job may write ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("output, name", [("x.txt", "x.txt"), ("{w}/log.txt", "log.txt"),
+                                          ("logs/../y.txt", "y.txt"), (".snakemake/x", ".snakemake/x")])
+def test_sc406_output_in_the_read_only_workdirs_root(site, output, name):
+    output = output.format(w=site.workdir)
+    c = site.checker("version: 1\n")
+    spec = job("a", outputs=[output], wildcards={"s": "1"})
+    f = expect(c.check([spec]), "SC406", ERROR, "a", f"{site.workdir}/{name}")
+    assert f.job == "a[s=1]" and "results/" in f.fix and "workdir: rw" in f.fix
+    assert c.job_plan(spec).access(output) == "ro"  # nothing made writable for it
+
+
+def test_sc406_passes_in_a_folder_of_its_own_or_with_a_writable_workdir(site):
+    c = site.checker("version: 1\nrules: {b: {workdir: rw}, n: {containment: none}}\n", rules=["a", "b", "n"])
+    assert codes(c.check([job("a", outputs=["results/x.txt", "logs/a.log"]), job("b", outputs=["x.txt"]),
+                          job("n", outputs=["x.txt"])])) == []
+
+
+def test_sc406_state_folder_stays_read_only_under_a_writable_workdir(site):
+    c = site.checker("version: 1\nrules: {a: {workdir: rw}}\n")
+    expect(c.check([job("a", outputs=[".snakemake/metadata/x"])]), "SC406", ERROR, "a", ".snakemake")
+
+
+@pytest.mark.parametrize("raw, kind", [("../outside/x.txt", "outputs"), ("data/../../outside/in.txt", "inputs"),
+                                       ("{w}/../outside/in.txt", "inputs")])
+def test_sc407_path_leaving_the_workdir_through_dotdot(site, raw, kind):
+    # e.g. a wildcard value "../outside": the job would reach a folder the workflow never meant to.
+    raw = raw.format(w=site.workdir)
+    c = site.checker("version: 1\n")
+    spec = job("a", **{kind: [raw]}, wildcards={"sample": "../outside"})
+    f = expect(c.check([spec]), "SC407", ERROR, "a", site.path("outside"), "'..'")
+    assert f.job == "a[sample=../outside]" and "wildcard" in f.fix
+    assert site.path("outside") not in {b.src for b in c.job_plan(spec).binds}  # nothing bound for it
+
+
+def test_sc407_passes_inside_the_workdir_or_under_a_policy_bind_or_without_containment(site):
+    site.dir("ref")
+    c = site.checker("version: 1\nrules:\n  a: {binds: ['${ROOT}/ref:ro']}\n  n: {containment: none}\n",
+                     rules=["a", "n"])
+    assert codes(c.check([job("a", inputs=["../ref/g.fa", "data/../in.txt"], outputs=["results/sub/../x.txt"]),
+                          job("n", inputs=["../elsewhere/in.txt"], outputs=["../elsewhere/out.txt"])])) == []
+
+
+def test_sc408_benchmark_in_a_folder_the_job_can_write(site):
+    c = site.checker("version: 1\n")
+    spec = job("a", outputs=["results/x.txt"], benchmarks=("results/x.bench.tsv",))
+    f = expect(c.check([spec]), "SC408", ERROR, "a", f"{site.workdir}/results/x.bench.tsv", "symlink")
+    assert f.job == "a" and "benchmarks/" in f.fix
+    assert "{{" not in f.fix  # the example pattern reads as the user writes it in a Snakefile
+
+
+def test_sc408_under_a_writable_workdir(site):
+    c = site.checker("version: 1\nrules: {a: {workdir: rw}}\n")
+    expect(c.check([job("a", outputs=["results/x"], benchmarks=("benchmarks/a.tsv",))]), "SC408", ERROR, "a")
+
+
+def test_sc408_passes_for_a_benchmark_folder_of_its_own_or_without_containment(site):
+    c = site.checker("version: 1\nrules: {n: {containment: none}}\n", rules=["a", "n"])
+    assert codes(c.check([job("a", outputs=["results/x"], benchmarks=("benchmarks/a.tsv",)),
+                          job("n", outputs=["results/x"], benchmarks=("results/n.tsv",))])) == []
+
+
+def test_sc409_too_many_inputs_in_the_jobs_writable_output_folder(site):
+    inputs = [f"results/part{i}.txt" for i in range(MAX_INPUT_BINDS + 1)]
+    c = site.checker("version: 1\n")
+    spec = job("a", inputs=inputs, outputs=["results/merged.txt"])
+    f = expect(c.check([spec]), "SC409", ERROR, "a", str(MAX_INPUT_BINDS + 1), f"{site.workdir}/results/part0.txt")
+    assert "folder of its own" in f.fix and "auto_binds: {inputs: rw}" in f.fix
+    assert not any(b.origin.layer == "input" for b in c.job_plan(spec).binds)  # none bound, the job is refused
+
+
+def test_sc409_passes_at_the_limit_or_with_writable_inputs(site):
+    at_limit = [f"results/part{i}.txt" for i in range(MAX_INPUT_BINDS)]
+    over = at_limit + ["results/one_more.txt"]
+    c = site.checker("version: 1\nrules: {b: {auto_binds: {inputs: rw}}}\n", rules=["a", "b"])
+    assert codes(c.check([job("a", inputs=at_limit, outputs=["results/m.txt"]),
+                          job("b", inputs=over, outputs=["results/m.txt"])])) == []
+    plan = c.job_plan(job("a", inputs=at_limit, outputs=["results/m.txt"]))
+    assert sum(b.origin.layer == "input" for b in plan.binds) == MAX_INPUT_BINDS

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sc_unit import runtime
+from sc_unit import job, runtime
 from snakemake_singcontain.checker import Checker
 from snakemake_singcontain.errors import PolicyError
 from snakemake_singcontain.plugins import plugin_manager
@@ -130,6 +130,37 @@ def test_bind_forms_and_defaults(site):
     assert policy.defaults.binds[0].origin.line == 4 and policy.defaults.binds[4].origin.line == 8
 
 
+@pytest.mark.parametrize("item, env, bind", [
+    # A variable's value is data: a ':' in it never adds a destination or a mode.
+    ("${V}", {"V": "/home/u:rw"}, ("/home/u:rw", "/home/u:rw", "ro")),
+    ("${V}:/dst", {"V": "/home/u:rw"}, ("/home/u:rw", "/dst", "ro")),
+    ("${V}:/dst:rw", {"V": "/a:b"}, ("/a:b", "/dst", "rw")),
+    ("/src:${D}", {"D": "/d:rw"}, ("/src", "/d:rw", "ro")),
+    ("${A:-/x}:/dst:rw", {}, ("/x", "/dst", "rw")),  # ':' inside ${...} does not split
+    ("${A:-/x:y}", {}, ("/x:y", "/x:y", "ro")),
+    ("${V}/sub:ro", {"V": "/data"}, ("/data/sub", "/data/sub", "ro")),
+])
+def test_short_bind_splits_before_variables_are_expanded(site, item, env, bind):
+    policy = site.policy(f"version: 1\ndefaults:\n  binds: ['{item}']\n", env=env)
+    (b,) = policy.defaults.binds
+    assert (b.src, b.dst, b.mode) == bind
+
+
+def test_a_variables_colon_cannot_make_a_bind_writable(site):
+    # The value "/etc:rw" is one (missing) source path, bound read-only: never /etc writable.
+    c = site.checker("version: 1\nrules: {a: {binds: ['${V}']}}\n", env={"V": "/etc:rw"})
+    (b,) = c.settings("a").binds
+    assert (b.src, b.mode) == ("/etc:rw", "ro")
+    findings = c.check([job("a")])
+    assert "SC306" not in {f.code for f in findings}
+    assert any(f.code == "SC301" and "/etc:rw" in f.message for f in findings)
+
+
+def test_workdir_key_is_read_per_layer(site):
+    policy = site.policy("version: 1\ndefaults: {workdir: ro}\nrules:\n  a: {workdir: rw}\n")
+    assert policy.defaults.workdir == "ro" and policy.rules[0][1].workdir == "rw"
+
+
 def test_identical_bind_twice_in_one_list_is_kept_once(site):
     policy = site.policy("version: 1\ndefaults:\n  binds: [/a:ro, '/a']\n")
     assert [b.dst for b in policy.defaults.binds] == ["/a"]
@@ -175,6 +206,8 @@ ERRORS = [
     ("version: 1\ndefaults:\n  binds:\n    - /a:b\n", 4, ["'b'", "not absolute"]),
     ("version: 1\ndefaults:\n  binds:\n    - {src: /a, dst: rel/dir}\n", 4, ["'rel/dir'", "not absolute"]),
     ("version: 1\ndefaults:\n  binds:\n    - {src: /a, mode: rx}\n", 4, ["'rx'"]),
+    ("version: 1\nrules:\n  a:\n    workdir: writable\n", 4, ["workdir", "'writable'"]),
+    ("version: 1\ndefaults:\n  workdir: true\n", 3, ["workdir"]),
     ("version: 1\ndefaults:\n  binds:\n    - {src: /a, required: 'no'}\n", 4, ["required", "true or false"]),
     ("version: 1\ndefaults:\n  binds:\n    - /a:/x\n    - /b:/c\n    - /b2:/x:rw\n", 6, ["/x", "twice"]),
     ("version: 1\ndefaults: {}\ndefaults: {}\n", 3, ["duplicate key 'defaults'"]),

@@ -132,6 +132,7 @@ def test_builtin_layer_alone(site):
     assert s.namespaces == () and s.env == () and s.binds == () and s.args == ()
     assert s.protected == BUILTIN_PROTECTED
     assert (s.auto_binds.inputs, s.auto_binds.outputs) == ("ro", "rw")
+    assert s.workdir == "ro"  # a contained job sees the workdir read-only unless a layer says rw
     assert s.origins["containment"] == BUILT_IN
 
 
@@ -248,6 +249,13 @@ def test_scalars_later_layer_wins_even_when_false(site):
     s = site.checker("version: 1\ndefaults: {gpu: true, cleanenv: true, auto_binds: {inputs: ro}}\n"
                      "rules:\n  a: {gpu: false, cleanenv: false, auto_binds: false}\n").settings("a")
     assert (s.gpu, s.cleanenv, s.auto_binds.inputs, s.auto_binds.outputs) == (False, False, None, None)
+
+
+def test_workdir_later_layer_wins(site):
+    c = site.checker("version: 1\ndefaults: {workdir: rw}\npresets:\n  strict: {workdir: ro}\n"
+                     "rules:\n  a: {use: [strict]}\n  b: {}\n", rules=["a", "b"])
+    assert (c.settings("a").workdir, c.settings("b").workdir) == ("ro", "rw")
+    assert c.settings("a").origins["workdir"].startswith("preset strict")
 
 
 def test_args_origin_is_recorded_and_shown_by_sc104(site):

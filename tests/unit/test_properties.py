@@ -2,9 +2,10 @@
 
 - the loader (and the Checker after it) raises nothing but PolicyError, whatever the text or data;
 - a JobPlan's writable binds are all allowed by the policy (a rw policy bind, or an auto-bind of an output's
-  folder, or of an input's folder under `auto_binds: {inputs: rw}`, or the workdir bound again under a bind of
-  its parent), and neither lie on or under nor contain a protected path when the checks report no error;
-- every job file is visible inside with the right mode when there is no SC401/SC402;
+  folder, or of an input's folder under `auto_binds: {inputs: rw}`, or the workdir: under `workdir: rw`, or
+  without containment when a bind of its parent would hide it), and neither lie on or under nor contain a
+  protected path when the checks report no error;
+- every job file is visible inside with the right mode when there is no SC401/SC402/SC406/SC407;
 - the apptainer flags survive shlex.join/shlex.split, each bind flag says exactly its bind, and each --env
   (read as CSV, as Apptainer does) passes exactly one allowed variable;
 - job_plan returns for any path, '//x' included.
@@ -151,6 +152,7 @@ PLAN_BIND = st.fixed_dictionaries({"src": st.sampled_from(SOURCES), "mode": st.s
                                   optional={"dst": st.sampled_from(DESTINATIONS), "required": st.booleans()})
 PLAN_LAYER = st.fixed_dictionaries({}, optional={
     "containment": st.sampled_from(["none", "contain", "containall"]),
+    "workdir": st.sampled_from(["ro", "rw"]),
     "namespaces": st.lists(st.sampled_from(["pid", "ipc", "net", "uts", "-pid"]), max_size=3),
     "cleanenv": st.booleans(),
     "env": st.lists(st.sampled_from(["ALLOWED", "LANG", "OTHER", "UNSET_ONE", "-LANG"]), max_size=3),
@@ -242,9 +244,13 @@ def test_plan_invariants(data, spec):
         if b.origin == AUTO:
             assert b.src == b.dst and b.src in outputs | inputs, (b, spec)
         elif b.origin.layer == "workdir":
-            # Snakemake's --home, bound again because a bind of a parent would hide it.
+            # Snakemake's --home: writable to a contained job only under `workdir: rw`; without containment
+            # bound again because a bind of a parent would hide it.
             assert b.origin == WORKDIR_BIND and b.src == b.dst == WORKDIR, b
-            assert any(under(WORKDIR, o.dst) and o.dst != WORKDIR for o in plan.binds), plan.binds
+            if s.containment == "none":
+                assert any(under(WORKDIR, o.dst) and o.dst != WORKDIR for o in plan.binds), plan.binds
+            else:
+                assert s.workdir == "rw", (b, s.workdir)
         else:
             assert (b.src, b.dst) in policy_rw and b.src not in plan.rule.missing, b
 
@@ -255,11 +261,19 @@ def test_plan_invariants(data, spec):
             for p in s.protected:
                 assert not under(src, p) and not under(dst, p), (src, dst, p)
 
-    # Every job file is visible, with the right mode, unless SC401/SC402 says otherwise.
-    if not codes & {"SC401", "SC402"}:
+    # A contained job sees the workdir read-only (unless `workdir: rw`), .snakemake always.
+    if s.containment != "none":
+        assert plan.access(".snakemake/x") == "ro", plan.mounts
+        assert plan.access("Snakefile") == ("rw" if s.workdir == "rw" else "ro"), plan.mounts
+        for b in plan.binds:
+            if b.origin.layer in ("input", "state"):
+                assert b.mode == "ro", b
+
+    # Every job file is visible, with the right mode, unless SC401/SC402/SC406/SC407 says otherwise.
+    if not codes & {"SC401", "SC402", "SC406", "SC407"}:
         for path in spec.inputs:
             assert plan.access(path) in ("ro", "rw"), (path, plan.mounts)
-        for path in spec.outputs:
+        for path in set(spec.outputs) - set(spec.inputs):  # Snakemake refuses a job whose output is its input
             assert plan.access(path) == "rw", (path, plan.mounts)
 
     # The flags survive a shell, and each bind flag says exactly its bind.

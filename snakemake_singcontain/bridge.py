@@ -21,18 +21,20 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
+import time
 from dataclasses import replace
 
-from . import report, seal
+from . import records, report, seal
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
 from .argv import JOB_VARIABLES, apptainer_args, bind_args, env_pair, settings_args, smuggled_variables
 from .checker import Checker
 from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
-from .plan import AUTO, JobPlan, JobSpec
+from .plan import AUTO, INPUT, SHADOW, JobPlan, JobSpec
 from .plugins import plugin_manager
-from .policy import Settings, load_policy
+from .policy import Settings, load_policy, load_site
 from .runtime import SmokeResult, detect, smoke_test
 
 SUPPORTED_MAJORS = (8, 9)
@@ -40,6 +42,7 @@ RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "containe
                    "use_singularity", "shadow_dir")
 PREFIX = "snakemake-singcontain"
 MARKER = "--singcontain-policy="
+SITE_FILE = "/etc/singcontain/site.yaml"
 TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
 HOST_KINDS = {"run": "run:", "template": "template_engine:", "cwl": "cwl:"}  # their code runs in Snakemake's process
 SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
@@ -71,7 +74,8 @@ def _check_snakemake(workflow) -> None:
     version = getattr(snakemake, "__version__", "unknown")
     major = version.split(".")[0]
     moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
-                               "configfiles") if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
+                               "configfiles", "_onstart", "_onsuccess", "_onerror")
+             if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
     from snakemake.deployment import singularity
 
     moved += [name for name in ("shellcmd", "get_snakemake_searchpaths") if not hasattr(singularity, name)]
@@ -198,6 +202,12 @@ def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
     return tuple(binds)
 
 
+def _site():
+    """The site's own file: named by SINGCONTAIN_SITE, else SITE_FILE where it exists."""
+    path = os.environ.get("SINGCONTAIN_SITE") or (SITE_FILE if os.path.exists(SITE_FILE) else None)
+    return load_site(path) if path else None
+
+
 class _RealFolders:
     """Where the folders of job files really lead (a symlinked data/ or scratch/), asked once per folder."""
 
@@ -235,6 +245,8 @@ class _Bridge:
         self._kinds = None
         self._real_folders = _RealFolders()
         self._changed: list[str] | None = None
+        self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
+        self._recorder: records.Recorder | None = None
 
     @property
     def use_apptainer(self) -> bool:
@@ -281,7 +293,7 @@ class _Bridge:
             sealed = None if self.policy is not None else self.sealed.settings
             try:
                 self._checker = Checker(self.policy, detect(self._runtime_preference()), plugin_manager(),
-                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed)
+                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed, site=_site())
             except PolicyError as err:
                 raise _workflow_error(err.render()) from None
         return self._checker
@@ -319,7 +331,16 @@ class _Bridge:
             call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
             if drops_runtime_paths:
                 call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
-            return original(*call.args, **call.kwargs)
+            started, status = time.time(), 1
+            try:
+                result = original(*call.args, **call.kwargs)
+                status = 0
+                return result
+            except subprocess.CalledProcessError as err:
+                status = err.returncode
+                raise
+            finally:
+                self._record(rule, call.arguments, started, status)
 
         run_contained._singcontain = True
         return run_contained
@@ -356,11 +377,55 @@ class _Bridge:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
             raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: " + "; ".join(refuse))
         env = _job_environment(a.get("threads", 1), resources)
+        resolved = self._resolved(plan)
         try:
-            argv = apptainer_args(self._resolved(plan), self.checker.runtime, env)
+            argv = apptainer_args(resolved, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: SC209 {err}") from None
+        self._ran[id(a)] = (image, argv + self.global_args, resolved)
         return shlex.join(argv + self.global_args)
+
+    def _hook_run_record(self) -> None:
+        """The run's first and last record lines, from Snakemake's own start, success and error hooks: called
+        only when jobs are scheduled (not for --report, not in dry runs); a run without the last line was
+        interrupted, or is running."""
+        workflow = self.workflow
+        start, success, error = workflow._onstart, workflow._onsuccess, workflow._onerror
+
+        def onstart(log):
+            self._recorder.start(argv=sys.argv[1:])
+            return start(log)
+
+        def onsuccess(log):
+            self._recorder.end(0)
+            return success(log)
+
+        def onerror(log):
+            self._recorder.end(1)
+            return error(log)
+
+        workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
+
+    def _record(self, snakemake_rule, a: dict, started: float, status: int) -> None:
+        """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
+        ran = self._ran.pop(id(a), None)
+        if ran is None or self.workflow.dryrun:
+            return
+        image, argv, plan = ran
+        sealed, runtime = self.sealed, self.checker.runtime
+        if self._recorder is None:
+            self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
+        self._recorder.write({
+            "rule": snakemake_rule.name, "wildcards": dict(a["wildcards"].items()), "jobid": a.get("jobid"),
+            "host": os.uname().nodename, "image": a["container_img"], "image_path": os.path.abspath(image),
+            "image_sha256": records.image_digest(image, os.getcwd()) if os.path.isfile(image) else None,
+            "runtime": runtime.flavour if runtime else None, "runtime_binary": runtime.binary if runtime else None,
+            "runtime_version": ".".join(map(str, runtime.version)) if runtime else None,
+            "argv": argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW)],
+            "policy_sha256": sealed.files.get(self.policy_file) or seal.sha256(self.policy_file),
+            "settings": seal.settings_data(self.checker.settings(snakemake_rule.name)),
+            "outputs": [str(p) for p in a["output"]], "start": started, "end": time.time(),
+            "exit_status": status})
 
     def _node_changes(self, image: str, plan: JobPlan, job: JobSpec) -> list[str]:
         """What changed since the check: files a job's own process re-read, the image, and symlinks on the
@@ -531,6 +596,12 @@ class _Bridge:
                 json.dump(audit, f)
         self._report(findings, "" if first else " for the jobs a checkpoint added")
         self._seal_run(jobs)
+        if first:
+            from snakemake.logging import logger
+
+            # One line that says the policy is in force (a run without it would look the same).
+            logger.info(f"{PREFIX}: {len(jobs)} jobs of {len(rules)} rules checked against {self.policy_file} "
+                        f"(sha256 {seal.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
 
     def _symlinked(self, path: str) -> str | None:
         real = os.path.realpath(path) if os.path.islink(path) else None
@@ -565,9 +636,15 @@ class _Bridge:
             writable.update(job.directories)
         links = {**(self._seal.links if self._seal else {}), **seal.symlinks_on(writable)}
         images = {path: seal.image_identity(path) for path in self._images.values() if os.path.exists(path)}
-        self._seal = seal.Seal(settings, self.policy.image, {}, images, links)
+        run_id = self._seal.run_id if self._seal else records.new_run_id()
+        self._seal = seal.Seal(settings, self.policy.image, run_id, {}, images, links)
         if self.workflow.dryrun:
             return
+        for path in images:  # hashed once per run, here, not by every job
+            records.image_digest(path, workdir)
+        if self._recorder is None:  # the first check of this run: its record says when it starts and ends
+            self._recorder = records.Recorder(workdir, run_id)
+            self._hook_run_record()
         files = [self.policy_file, *map(os.path.abspath, self.workflow.configfiles)]
         self._seal = replace(self._seal, files={path: seal.sha256(path) for path in files if os.path.isfile(path)})
         os.makedirs(seal.FOLDER, exist_ok=True)

@@ -12,15 +12,17 @@ import pluggy
 from .errors import PolicyError
 from .findings import Finding
 from .plan import JobPlan, JobSpec, RulePlan, job_plan, rule_plan
-from .policy import Layer, Policy, Settings, check_presets, layers_for, merge, parse_layer
+from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
 
 
 class Checker:
     def __init__(self, policy: Policy | None, runtime: RuntimeInfo | None, pm: pluggy.PluginManager, *, workdir: str,
                  rule_kinds: Mapping[str, str], environ: Mapping[str, str] | None = None,
-                 sealed: Mapping[str, Settings] | None = None):
-        """`sealed`: settings checked elsewhere (a job's own process takes them instead of a policy)."""
+                 sealed: Mapping[str, Settings] | None = None, site: Site | None = None):
+        """`sealed`: settings checked elsewhere (a job's own process takes them instead of a policy).
+        `site`: the site's own file: its presets (a policy's of the same name replace them), its protected
+        paths (added to every rule, never removed) and its floor."""
         self.policy, self.runtime, self.pm, self.workdir = policy, runtime, pm, workdir
         self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | template | run
         self.environ = os.environ if environ is None else environ
@@ -31,12 +33,16 @@ class Checker:
             for impl in pm.hook.singcontain_presets.get_hookimpls():
                 for name, data in (impl.function() or {}).items():
                     self.presets[name] = self._layer(data, f"preset {name}", impl.plugin_name)
+            self.presets.update(site.presets if site else {})
             self.presets.update(policy.presets)
             check_presets(policy, self.presets)
         self._real_paths: dict[str, str] = {}
         # Never-writable and protected paths are compared as written and where they really lead.
-        self.floors = tuple(replace(floor, plugin=impl.plugin_name, never_writable=self._with_real(floor.never_writable))
-                            for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function()))
+        floors = [replace(floor, plugin=f"plugin {impl.plugin_name}")
+                  for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function())]
+        floors += [site.floor] if site and site.floor else []
+        self.floors = tuple(replace(floor, never_writable=self._with_real(floor.never_writable)) for floor in floors)
+        self._site_layer = [Layer(Origin("site", site.file), protected=site.protected)] if site and site.protected else []
         self._rule_plans: dict[tuple, RulePlan] = {}
 
     def _layer(self, data, label: str, plugin: str) -> Layer:
@@ -50,7 +56,7 @@ class Checker:
             adjustments = [self._layer(data, f"plugin {impl.plugin_name}", impl.plugin_name)
                            for impl in self.pm.hook.singcontain_adjust_rule.get_hookimpls()
                            if (data := impl.function(rule=rule))]
-            self._settings[rule] = merge(layers_for(self.policy, rule, self.presets, adjustments))
+            self._settings[rule] = merge(layers_for(self.policy, rule, self.presets, adjustments + self._site_layer))
         return self._settings[rule]
 
     def rule_plan(self, rule: str, image: str | None) -> RulePlan:

@@ -23,6 +23,7 @@ NAME = "checked.json"
 class Seal:
     settings: Mapping[str, Settings]  # rule -> the settings checked on the submit host
     image: str | None = None  # the policy's fallback image
+    run_id: str = ""  # where the jobs' containment records go (records.py)
     files: Mapping[str, str] = field(default_factory=dict)  # policy file, configfiles -> sha256
     images: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # local image -> (size, mtime_ns)
     links: Mapping[str, str] = field(default_factory=dict)  # symlinked folder on a writable path -> its target
@@ -50,7 +51,7 @@ def _bind_data(bind: Bind) -> dict:
     return data
 
 
-def _settings_data(s: Settings) -> dict:
+def settings_data(s: Settings) -> dict:
     data = {k: v for k, v in asdict(s).items() if k not in ("binds", "auto_binds", "origins")}
     data["binds"] = [_bind_data(b) for b in s.binds]
     data["auto_binds"] = asdict(s.auto_binds)
@@ -66,8 +67,8 @@ def _settings(data: dict) -> Settings:
 
 
 def dumps(seal: Seal) -> str:
-    return json.dumps({"format": FORMAT, "settings": {r: _settings_data(s) for r, s in seal.settings.items()},
-                       "image": seal.image,
+    return json.dumps({"format": FORMAT, "settings": {r: settings_data(s) for r, s in seal.settings.items()},
+                       "image": seal.image, "run_id": seal.run_id,
                        "files": dict(seal.files), "images": {k: list(v) for k, v in seal.images.items()},
                        "links": dict(seal.links)})
 
@@ -76,7 +77,7 @@ def loads(text: str) -> Seal:
     data = json.loads(text)
     if data.get("format") != FORMAT:
         raise ValueError(f"written by another version of snakemake-singcontain (format {data.get('format')})")
-    return Seal({r: _settings(s) for r, s in data["settings"].items()}, data["image"], data["files"],
+    return Seal({r: _settings(s) for r, s in data["settings"].items()}, data["image"], data["run_id"], data["files"],
                 {k: tuple(v) for k, v in data["images"].items()}, data["links"])
 
 

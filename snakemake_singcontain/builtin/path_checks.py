@@ -111,7 +111,7 @@ def _judge_job_bind(bind, layer, rule_plan, real_sources, runtime):
     for floor in rule_plan.floors:
         hit = protected_hit(bind, floor.never_writable, real_sources)
         if hit:
-            yield ("SC105", ERROR, f"{bind.src} would be bound writable ({layer}), exposing {hit}, which plugin "
+            yield ("SC105", ERROR, f"{bind.src} would be bound writable ({layer}), exposing {hit}, which "
                    f"{floor.plugin} forbids", "write the job's outputs elsewhere")
     if layer == "auto-bind" and bind.mode == "ro" and protected_hit(replace(bind, mode="rw"), rule_plan.settings.protected, {}):
         yield ("SC405", WARNING, f"input folder {bind.src} is bound over the image's own {bind.dst}",

@@ -47,14 +47,14 @@ def singcontain_check_rule(plan, runtime):
     for floor in plan.floors:
         if CONTAINMENTS.index(s.containment) < CONTAINMENTS.index(floor.containment):
             yield Finding("SC105", ERROR, rule, f"containment '{s.containment}' is below the site floor "
-                          f"'{floor.containment}' set by plugin {floor.plugin}",
+                          f"'{floor.containment}' set by {floor.plugin}",
                           f"set containment: {floor.containment} (or stricter) for this rule", where=s.origins.get("containment"))
         missing = [ns for ns in floor.namespaces if ns not in s.effective_namespaces]
         if missing:
-            yield Finding("SC105", ERROR, rule, f"namespaces {missing} are required by the site floor of plugin {floor.plugin}",
+            yield Finding("SC105", ERROR, rule, f"namespaces {missing} are required by the site floor of {floor.plugin}",
                           f"add {missing} to the rule's namespaces", where=s.origins.get("namespaces"))
         for bind in s.binds:
             hit = protected_hit(bind, floor.never_writable, plan.real_sources)
             if hit:
-                yield Finding("SC105", ERROR, rule, f"{bind.src} is bound writable, exposing {hit}, which plugin "
+                yield Finding("SC105", ERROR, rule, f"{bind.src} is bound writable, exposing {hit}, which "
                               f"{floor.plugin} forbids", "bind it read-only (mode: ro)", where=str(bind.origin))

@@ -21,6 +21,7 @@ from ..findings import has_errors
 from ..findings import render as render_findings  # not `render`: the cli.render module shadows that name
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
+from . import records as records_cli
 from .starter import list_rules, snakefile_of, starter_policy
 
 EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --configfile, --config, --profile, "
@@ -28,7 +29,7 @@ EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --con
 
 
 def cmd_check(args, user_args: list[str]) -> int:
-    run = run_snakemake([], user_args)
+    run = run_snakemake([], user_args, policy=args.policy)
     audit = run.require_audit()
     print(json.dumps(audit, indent=2) if args.format == "json" else render_check(audit))
     return finish(run, exit_status(run))
@@ -56,7 +57,7 @@ def cmd_explain(args, user_args: list[str]) -> int:
     if len(wildcards) != len(args.wildcards) or (wildcards and args.target != args.rule):
         raise CliError("--wildcards goes with RULE and takes K=V pairs: singcontain explain RULE --wildcards k=v")
     # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
-    run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs=True)
+    run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs=True, policy=args.policy)
     audit = run.require_audit()
     workdir = audit["workdir"]
     if wildcards:
@@ -75,7 +76,7 @@ def cmd_explain(args, user_args: list[str]) -> int:
 
 
 def cmd_report(args, user_args: list[str]) -> int:
-    run = run_snakemake(["--forceall"], user_args, jobs=True)
+    run = run_snakemake(["--forceall"], user_args, jobs=True, policy=args.policy)
     audit = run.require_audit()
     text = json.dumps(audit, indent=2) + "\n" if args.format == "json" else render_markdown(audit, user_args)
     if args.output:
@@ -143,8 +144,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     def add(name, help_text, usage_args=""):
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG, allow_abbrev=False,
-                           usage=f"{PROG} {name} {usage_args}[snakemake args…]")
+                           usage=f"{PROG} {name} [--policy FILE] {usage_args}[snakemake args…]")
         parsers[name] = p
+        if name != "init":
+            p.add_argument("--policy", metavar="FILE", help="the policy, for a Snakefile that does not load one "
+                           "(the same as SINGCONTAIN_POLICY=FILE snakemake …)")
         return p
 
     p = add("check", "Dry-run the workflow and report every containment finding, then a per-rule summary.",
@@ -169,9 +173,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                                    "`# yaml-language-server: $schema=<path to schema.json>`.", allow_abbrev=False)
     p.add_argument("--path", action="store_true", help="print the path of the installed schema.json instead")
     parsers["schema"] = p
+    for name, (_, help_text) in records_cli.COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False,
+                           usage=f"{PROG} {name} " + ("[--run ID] " if name == "runs" else "RUN_A RUN_B [--all] ")
+                                 + "[-d DIR] [--format text|json]")
+        records_cli.add_arguments(name, p)
+        parsers[name] = p
     return top, parsers
 
-COMMANDS = {"check": cmd_check, "explain": cmd_explain, "report": cmd_report, "init": cmd_init, "schema": cmd_schema}
+COMMANDS = {"check": cmd_check, "explain": cmd_explain, "report": cmd_report, "init": cmd_init, "schema": cmd_schema,
+            "runs": records_cli.cmd_runs, "diff": records_cli.cmd_diff}
 
 
 def _main(argv: list[str]) -> int:

@@ -17,8 +17,6 @@ PROG = "singcontain"
 # prints no error either. A store_true option always follows it, so it never swallows a target.
 QUIET = ["--quiet", "host", "progress", "rules"]
 
-SDM_OPTIONS = ("--sdm", "--software-deployment-method", "--deployment-method", "--deployment", "--use-apptainer",
-               "--use-singularity")
 
 PROGRESS = "building the DAG with Snakemake…"
 
@@ -39,7 +37,8 @@ class SnakemakeRun:
         if self.audit is not None:
             return self.audit
         if self.returncode == 0:
-            raise CliError("Snakemake built the DAG, but the containment check did not run: the Snakefile must call\n"
+            raise CliError("Snakemake built the DAG, but the containment check did not run: name the policy with\n"
+                           "    --policy containment.yaml\nor load it in the Snakefile:\n"
                            "    from snakemake_singcontain import contain\n    contain(workflow, \"containment.yaml\")")
         raise CliError(trim_snakemake_output(self.output))
 
@@ -50,16 +49,19 @@ class SnakemakeRun:
 
 
 def snakemake_argv(extra: list[str], user_args: list[str]) -> list[str]:
-    sdm = [] if any(a.split("=", 1)[0] in SDM_OPTIONS for a in user_args) else ["--sdm", "apptainer"]
+    # Exactly the user's `snakemake -n` (no --sdm added: without it their run would not be contained either).
     # Our options first, each option-valued list closed by a store_true flag, then the user's as given.
-    return [sys.executable, "-m", "snakemake", *sdm, *QUIET, "--dry-run", *extra, *user_args]
+    return [sys.executable, "-m", "snakemake", *QUIET, "--dry-run", *extra, *user_args]
 
 
-def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False,
+def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False, policy: str | None = None,
                   progress: str = PROGRESS) -> SnakemakeRun:
+    """`policy`: a policy file for a workflow whose Snakefile does not call contain() (SINGCONTAIN_POLICY)."""
     with tempfile.TemporaryDirectory(prefix="singcontain-") as tmp:
         path = os.path.join(tmp, "audit.json")
         env = dict(os.environ, SINGCONTAIN_REPORT=path)
+        if policy:
+            env["SINGCONTAIN_POLICY"] = os.path.abspath(policy)
         env.pop("SINGCONTAIN_REPORT_JOBS", None)
         if jobs:
             env["SINGCONTAIN_REPORT_JOBS"] = "1"

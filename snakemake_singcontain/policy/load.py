@@ -8,22 +8,36 @@ from collections.abc import Mapping
 from ..errors import PolicyError
 from ..paths import clean
 from .expand import BadSyntax, UnsetVariable, expand
-from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Layer, Origin, Policy
-from .yaml_lines import load_with_lines
+from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Floor, Layer, Origin, Policy, Site
+from .yaml_lines import MAX_BYTES, load_with_lines
 
 TOP_KEYS = ("version", "runtime", "image", "defaults", "presets", "rules")
 LAYER_KEYS = ("use", "containment", "namespaces", "network", "cleanenv", "env", "binds", "auto_binds",
               "writable_tmpfs", "gpu", "workdir", "protected", "args")
 BIND_KEYS = ("src", "dst", "mode", "required")
 RUNTIMES = ("auto", "apptainer", "singularity")
-MAX_BYTES = 1 << 20
+SITE_KEYS = ("version", "presets", "protected", "floor")
+FLOOR_KEYS = ("containment", "namespaces", "never_writable")
 
 
 def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> Policy:
     file = str(path)
+    data, lines = _read(file)
+    env = os.environ if env is None else env
+    return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
+
+
+def load_site(path: str, env: Mapping[str, str] | None = None) -> Site:
+    """A site's own file (an admin's): presets, protected paths and a floor no workflow policy goes below."""
+    data, lines = _read(path)
+    env = os.environ if env is None else env
+    return _Reader(f"site file {path}", lines, env, os.path.dirname(os.path.abspath(path))).site(data)
+
+
+def _read(file: str):
     try:
         # A FIFO or device would hang the read, a huge file exhaust memory: only a regular, policy-sized file.
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+        with open(file, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
                 what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
@@ -32,10 +46,8 @@ def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -
             raw = f.read(MAX_BYTES + 1)
     except OSError as err:
         raise PolicyError(f"cannot read the policy file: {err.strerror}", file=file,
-                          fix="check the path given to contain()") from None
-    env = os.environ if env is None else env
-    data, lines = load_with_lines(raw, file)
-    return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
+                          fix="check the path given to contain(), --policy or SINGCONTAIN_POLICY") from None
+    return load_with_lines(raw, file)
 
 
 def parse_layer(data, *, label: str, file: str, env: Mapping[str, str], base_dir: str) -> Layer:
@@ -76,6 +88,33 @@ class _Reader:
             presets={name: self.layer(value, ("presets", name), f"preset {name}") for name, value in presets.items()},
             rules=tuple((key, self.layer(value, ("rules", key), f"rules[{key!r}]")) for key, value in rules.items()),
         )
+
+    def site(self, data) -> Site:
+        if not isinstance(data, dict):
+            self.fail((), "the site file must be a mapping with at least 'version: 1'", "start the file with: version: 1")
+        self.known_keys(data, (), SITE_KEYS, "the site file")
+        if type(data.get("version")) is not int or data["version"] != 1:
+            self.fail(("version",), f"unsupported site file version {data.get('version')!r}", "write 'version: 1'")
+        presets = self.mapping(data.get("presets", {}), ("presets",))
+        protected = tuple(self.absolute(p, ("protected", i))
+                          for i, p in enumerate(self.strings(data.get("protected", []), ("protected",))))
+        floor = None
+        if "floor" in data:
+            raw = self.mapping(data["floor"], ("floor",))
+            self.known_keys(raw, ("floor",), FLOOR_KEYS, "floor")
+            containment = raw.get("containment", "none")
+            if containment not in CONTAINMENTS:
+                self.fail(("floor", "containment"), f"unknown containment {containment!r}",
+                          f"use one of: {', '.join(CONTAINMENTS)}")
+            namespaces = tuple(self.strings(raw.get("namespaces", []), ("floor", "namespaces")))
+            for i, ns in enumerate(namespaces):
+                if ns not in NAMESPACES:
+                    self.fail(("floor", "namespaces", i), f"unknown namespace {ns!r}", f"use any of: {', '.join(NAMESPACES)}")
+            never = tuple(self.absolute(p, ("floor", "never_writable", i)) for i, p in
+                          enumerate(self.strings(raw.get("never_writable", []), ("floor", "never_writable"))))
+            floor = Floor(containment, namespaces, never, plugin=f"{self.file}:{self.lines.get(('floor',))}")
+        return Site(self.file, {name: self.layer(value, ("presets", name), f"preset {name}")
+                                for name, value in presets.items()}, protected, floor)
 
     def known_keys(self, data: dict, path: tuple, allowed: tuple, where: str):
         for key in data:

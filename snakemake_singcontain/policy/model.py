@@ -68,6 +68,16 @@ class Floor:
 
 
 @dataclass(frozen=True)
+class Site:
+    """A site's own file: presets every policy may `use`, protected paths and a floor (policy/load.py)."""
+
+    file: str
+    presets: Mapping[str, "Layer"]
+    protected: tuple[str, ...] = ()
+    floor: Floor | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     file: str
     version: int

@@ -120,10 +120,11 @@ def test_runs_tell_status_times_and_counts(tmp_path):
     write_run(tmp_path, "a-interrupted", [job(start=1.0, end=2.0)], start=0.5)
     write_run(tmp_path, "c-failed", [job(start=50.0, end=60.0, host="node2")], start=45.0, end=1)
     write_run(tmp_path, "d-unmarked", [job(start=70.0, end=80.0)])
+    write_run(tmp_path, "e-ctrl-c", [], start=90.0, end=130)
     found = records.runs(str(tmp_path))
     assert [(r["run"], r["status"]) for r in found] == [
         ("a-interrupted", "interrupted or running"), ("b-finished", "finished"), ("c-failed", "failed"),
-        ("d-unmarked", "unknown")]
+        ("d-unmarked", "unknown"), ("e-ctrl-c", "interrupted")]
     assert found[1] | {"unreadable_lines": 0} == {
         "run": "b-finished", "status": "finished", "start": 10.0, "end": 99.0, "jobs": 2, "failed": 1,
         "rules": {"align": 2}, "hosts": ["node1"], "unreadable_lines": 0}
@@ -281,10 +282,11 @@ def docs_template() -> str:
 
 def test_the_report_metadata_template_in_the_docs_renders_the_latest_run(tmp_path, monkeypatch):
     yte = pytest.importorskip("yte")
-    write_run(tmp_path, "run1", [job(), job(rule="plot", argv=["--containall"])], start=1.0, end=0)
+    write_run(tmp_path, "run1", [job(), job(rule="plot", argv=["--containall"]), job(image_sha256=SHA_B)],
+              start=1.0, end=0)
     monkeypatch.chdir(tmp_path)
     meta = yte.process_yaml(docs_template())
-    assert meta["containment run"] == "run1 (finished, 2 jobs)"
-    assert list(meta) == ["containment run", "containment align", "containment plot"]
+    assert meta["containment run"] == "run1 (finished, 3 jobs)"
+    assert list(meta) == ["containment run", "containment align", "containment align (2)", "containment plot"]
     assert meta["containment align"].startswith(f"1 job(s), image ``img.sif`` sha256 ``{SHA_A}``, apptainer 1.4.5")
     assert meta["containment plot"].endswith(f"flags ``--containall``, policy sha256 ``{'p' * 64}``")

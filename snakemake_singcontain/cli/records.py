@@ -1,0 +1,156 @@
+"""`singcontain runs` and `singcontain diff`: what recorded runs did (records.py), rendered for a reader.
+
+Neither runs Snakemake: they read `.snakemake/singcontain/records/` of the workdir (-d, default the current
+folder). `diff` exits 0 when every output was made the same way, 1 when something differs, 2 on a usage error.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from .. import records
+from .run import PROG, CliError
+
+SHORT = 12  # digest characters in the diff's text; `runs --run` and JSON show them whole
+
+
+def _time(t: float | None, day: bool = True) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S" if day else "%H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _short(digest) -> str:
+    return f"{digest[:SHORT]}…" if isinstance(digest, str) and len(digest) > SHORT else str(digest)
+
+
+def _wildcards(w: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in w.items()) or "-"
+
+
+def render_runs(found: list[dict]) -> str:
+    if not found:
+        return "no recorded runs"
+    rows = [("RUN", "STATUS", "START", "END", "JOBS", "FAILED", "HOSTS")]
+    for r in found:
+        same_day = r["start"] and r["end"] and _time(r["start"])[:10] == _time(r["end"])[:10]
+        rows.append((r["run"], r["status"], _time(r["start"]), _time(r["end"], day=not same_day), str(r["jobs"]),
+                     str(r["failed"]), ", ".join(r["hosts"]) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def render_run(info: dict, groups: list[dict]) -> str:
+    head = (f"run {info['run']}: {info['status']}, {info['jobs']} jobs ({info['failed']} failed) on "
+            f"{', '.join(info['hosts']) or '-'}, {_time(info['start'])} – {_time(info['end'])}")
+    out = [head]
+    if info["unreadable_lines"]:
+        out.append(f"({info['unreadable_lines']} line(s) cut short by a crash were skipped)")
+    for g in groups:
+        shown = ", ".join(_wildcards(w) for w in g["wildcards"][:5]) + (" …" if len(g["wildcards"]) > 5 else "")
+        failed = f", {g['failed']} failed" if g["failed"] else ""
+        out += ["", f"rule {g['rule']}: {g['jobs']} job(s){failed} ({shown})",
+                f"  image    {', '.join(map(str, g['images']))}",
+                f"  sha256   {g['image_sha256']}",
+                f"  runtime  {g['runtime']} {g['runtime_version']}",
+                f"  flags    {' '.join(g['flags']) or '(none)'}",
+                f"  policy   sha256 {g['policy_sha256']}",
+                f"  hosts    {', '.join(map(str, g['hosts']))}"]
+    return "\n".join(out)
+
+
+def _change(c: dict) -> str:
+    if c["what"] != "flags":
+        return f"  {c['what']}: {_short(c['a'])} -> {_short(c['b'])}"
+    if c["order"]:
+        return "  flags: same flags in another order (a later bind wins)"
+    return "  flags:" + "".join(f"\n    - {u}" for u in c["removed"]) + "".join(f"\n    + {u}" for u in c["added"])
+
+
+def render_diff(run_a: dict, run_b: dict, outputs: list[dict], show_all: bool = False) -> str:
+    out = [f"A {run_a['run']} ({run_a['status']}), B {run_b['run']} ({run_b['status']})"]
+    not_made = {"only in A": "only in A: run B did not make it", "only in B": "only in B: run A did not make it"}
+    for o in outputs:
+        if o["status"] == "same" and not show_all:
+            continue
+        out.append(f"{o['output']} (rule {o['rule']}): {not_made.get(o['status'], o['status'])}")
+        out += [_change(c) for c in o["changes"]]
+    count = {s: sum(1 for o in outputs if o["status"] == s) for s in ("changed", "same", "only in A", "only in B")}
+    out.append(f"{len(outputs)} outputs: {count['changed']} changed, {count['same']} made the same way, "
+               f"{count['only in A'] + count['only in B']} made in one run only")
+    return "\n".join(out)
+
+
+def _info(workdir: str, run_id: str) -> dict:
+    return next(r for r in records.runs(workdir) if r["run"] == run_id)
+
+
+def cmd_runs(args, user_args: list[str]) -> int:
+    if user_args:
+        raise CliError(f"runs takes no Snakemake arguments (got {' '.join(user_args)})")
+    try:
+        if args.run is None:
+            found = records.runs(args.directory)
+            print(json.dumps(found, indent=2) if args.format == "json" else render_runs(found))
+            return 0
+        run_id = records.resolve(args.directory, args.run)
+        info, groups = _info(args.directory, run_id), records.group(records.load(args.directory, run_id))
+    except records.RecordsError as err:
+        raise CliError(str(err)) from None
+    print(json.dumps({**info, "groups": groups}, indent=2) if args.format == "json" else render_run(info, groups))
+    return 0
+
+
+def cmd_diff(args, user_args: list[str]) -> int:
+    if user_args:
+        raise CliError(f"diff takes no Snakemake arguments (got {' '.join(user_args)})")
+    try:
+        a, b = (records.resolve(args.directory, name) for name in (args.run_a, args.run_b))
+        outputs = records.diff(records.load(args.directory, a), records.load(args.directory, b))
+        run_a, run_b = _info(args.directory, a), _info(args.directory, b)
+    except records.RecordsError as err:
+        raise CliError(str(err)) from None
+    if args.format == "json":
+        print(json.dumps({"a": run_a, "b": run_b, "outputs": outputs}, indent=2))
+    else:
+        print(render_diff(run_a, run_b, outputs, args.all))
+    return 1 if any(o["status"] != "same" for o in outputs) else 0
+
+
+RUNS_HELP = "List the recorded runs, or show what one run did: its jobs grouped by rule and identical containment."
+DIFF_HELP = ("Compare two recorded runs per output: what changed in its containment or image (image digest, flags, "
+             "policy digest), and outputs made in one run only.")
+RUN_NAMES = "a run id, a unique prefix of one, latest or previous"
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--directory", default=".", metavar="DIR", help="the workdir (default: the current folder)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    if command == "runs":
+        p.add_argument("--run", metavar="ID", help=f"show this run ({RUN_NAMES})")
+    else:
+        p.add_argument("run_a", metavar="RUN_A", help=RUN_NAMES)
+        p.add_argument("run_b", metavar="RUN_B", help=RUN_NAMES)
+        p.add_argument("--all", action="store_true", help="list the outputs made the same way too")
+
+
+COMMANDS = {"runs": (cmd_runs, RUNS_HELP), "diff": (cmd_diff, DIFF_HELP)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m snakemake_singcontain.cli.records runs|diff …`, until `singcontain` has the commands."""
+    top = argparse.ArgumentParser(prog=PROG, allow_abbrev=False)
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        add_arguments(name, sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False))
+    args = top.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return COMMANDS[args.command][0](args, [])
+    except CliError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return err.code
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -375,15 +375,35 @@ class _Bridge:
         refuse += self._node_changes(image, plan, job)
         if refuse:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
-            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: " + "; ".join(refuse))
+            self._refuse(job.label, "; ".join(refuse))
         env = _job_environment(a.get("threads", 1), resources)
         resolved = self._resolved(plan)
         try:
             argv = apptainer_args(resolved, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
-            raise _workflow_error(f"job {job.label} refused on {os.uname().nodename}: SC209 {err}") from None
+            self._refuse(job.label, f"SC209 {err}")
         self._ran[id(a)] = (image, argv + self.global_args, resolved)
         return shlex.join(argv + self.global_args)
+
+    def _refuse(self, label: str, why: str):
+        """Fail the job with one line; from a job's own process (a node), also for the main process to tell
+        on the user's terminal, with where the job's log is (batch systems show only an exit code)."""
+        host = os.uname().nodename
+        if self.policy is None:
+            log = os.path.realpath("/proc/self/fd/2")
+            log = log if os.path.isfile(log) else None
+            try:
+                records.Recorder(os.getcwd(), self.sealed.run_id).refusal(job=label, host=host, why=why, log=log)
+            except (OSError, ValueError):
+                pass  # the job's own log still has the line
+        raise _workflow_error(f"job {label} refused on {host}: {why}")
+
+    def _tell_refusals(self) -> None:
+        from snakemake.logging import logger
+
+        for r in records.refusals(os.getcwd(), self._seal.run_id):
+            where = f"; its log: {r['log']}" if r.get("log") else ""
+            logger.error(f"{PREFIX}: job {r['job']} refused on {r['host']}: {r['why']}{where}")
 
     def _hook_run_record(self) -> None:
         """The run's first and last record lines, from Snakemake's own start, success and error hooks: called
@@ -402,6 +422,7 @@ class _Bridge:
 
         def onerror(log):
             self._recorder.end(1)
+            self._tell_refusals()
             return error(log)
 
         workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
@@ -495,7 +516,7 @@ class _Bridge:
 
     def _image_findings(self, rule: str, url: str, path: str) -> list[Finding]:
         findings = []
-        for name in dict.fromkeys((url, path)):
+        for name in dict.fromkeys(n for n in (url, path) if n):  # no path without --sdm apptainer
             if not SAFE_IMAGE.fullmatch(name):
                 findings.append(Finding("SC210", ERROR, rule, f"the image {name!r} has characters outside "
                                         "[A-Za-z0-9._~/:@+=-]; Snakemake puts it into a shell command",
@@ -504,7 +525,7 @@ class _Bridge:
             findings.append(Finding("SC210", ERROR, rule, f"the image {url!r} joins a running instance, whose "
                                     "namespaces and mounts the rule's flags cannot change",
                                     "point container: at the instance's image file instead"))
-        if not findings and not REMOTE_IMAGE.match(url) and not os.path.exists(path):
+        if not findings and path and not REMOTE_IMAGE.match(url) and not os.path.exists(path):
             findings.append(Finding("SC211", ERROR, rule, f"the image {path} does not exist",
                                     "correct the container: path, or mount the file system that holds it"))
         return findings
@@ -637,7 +658,7 @@ class _Bridge:
         links = {**(self._seal.links if self._seal else {}), **seal.symlinks_on(writable)}
         images = {path: seal.image_identity(path) for path in self._images.values() if os.path.exists(path)}
         run_id = self._seal.run_id if self._seal else records.new_run_id()
-        self._seal = seal.Seal(settings, self.policy.image, run_id, {}, images, links)
+        self._seal = seal.Seal(settings, self.policy.image, images=images, links=links, run_id=run_id)
         if self.workflow.dryrun:
             return
         for path in images:  # hashed once per run, here, not by every job

@@ -75,6 +75,11 @@ class Recorder:
         self._append({"format": FORMAT, "kind": "run", "event": "start", "time": time.time(),
                       "host": socket.gethostname(), **info})
 
+    def refusal(self, **info) -> None:
+        """A job refused right before its container started (on a node: told on the user's terminal by the
+        main process, which reads these when the run ends)."""
+        self._append({"format": FORMAT, "kind": "refusal", "time": time.time(), **info})
+
     def end(self, exit_status: int, **info) -> None:
         self._append({"format": FORMAT, "kind": "run", "event": "end", "time": time.time(),
                       "exit_status": exit_status, **info})
@@ -206,6 +211,15 @@ def _jobs(lines: list[dict]) -> list[dict]:
 def load(workdir: str, run_id: str) -> list[dict]:
     """The job records of one run, in start order."""
     return _jobs(_read(_run_folder(workdir, run_id))[0])
+
+
+def refusals(workdir: str, run_id: str) -> list[dict]:
+    """The jobs of one run refused where they were to start, in time order."""
+    try:
+        lines = _read(_run_folder(workdir, run_id))[0]
+    except RecordsError:
+        return []
+    return sorted((d for d in lines if d.get("kind") == "refusal"), key=lambda d: d.get("time") or 0)
 
 
 def run_ids(workdir: str) -> list[str]:

@@ -23,10 +23,10 @@ NAME = "checked.json"
 class Seal:
     settings: Mapping[str, Settings]  # rule -> the settings checked on the submit host
     image: str | None = None  # the policy's fallback image
-    run_id: str = ""  # where the jobs' containment records go (records.py)
     files: Mapping[str, str] = field(default_factory=dict)  # policy file, configfiles -> sha256
     images: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # local image -> (size, mtime_ns)
     links: Mapping[str, str] = field(default_factory=dict)  # symlinked folder on a writable path -> its target
+    run_id: str = ""  # where the jobs' containment records go (records.py)
 
 
 def sha256(path: str) -> str:
@@ -77,8 +77,8 @@ def loads(text: str) -> Seal:
     data = json.loads(text)
     if data.get("format") != FORMAT:
         raise ValueError(f"written by another version of snakemake-singcontain (format {data.get('format')})")
-    return Seal({r: _settings(s) for r, s in data["settings"].items()}, data["image"], data["run_id"], data["files"],
-                {k: tuple(v) for k, v in data["images"].items()}, data["links"])
+    return Seal({r: _settings(s) for r, s in data["settings"].items()}, data["image"], data["files"],
+                {k: tuple(v) for k, v in data["images"].items()}, data["links"], data["run_id"])
 
 
 def changed_files(seal: Seal) -> list[str]:

@@ -11,6 +11,9 @@ import pytest
 from support import ROOT, USER, runtime_binary, user_entry
 
 
+BATCH_SYSTEMS = {"slurm": "Slurm", "htcondor": "HTCondor"}  # marker (and tools/MARKER.sh) -> name
+
+
 def _missing(items) -> dict:
     """For each test that needs them, what of the real environment is missing."""
     base = []
@@ -20,14 +23,15 @@ def _missing(items) -> dict:
         base.append(f"no user {USER} (useradd -m {USER})")
     if os.geteuid() != 0:
         base.append("not root (tests switch to the ordinary test user)")
-    slurm_items = [item for item in items if "slurm" in item.keywords]
-    slurm = []
-    if slurm_items and subprocess.run(["bash", str(ROOT / "tools/slurm.sh"), "status"], capture_output=True).returncode:
-        slurm.append("no Slurm running (bash tools/slurm.sh up)")
+    down = {}  # batch system marker -> what is missing
+    for marker, name in BATCH_SYSTEMS.items():
+        if any(marker in item.keywords for item in items) and subprocess.run(
+                ["bash", str(ROOT / f"tools/{marker}.sh"), "status"], capture_output=True).returncode:
+            down[marker] = f"no {name} running (bash tools/{marker}.sh up)"
     missing = {}
     for item in items:
-        needs = (base if "apptainer" in item.keywords or "slurm" in item.keywords else []) + (
-            slurm if "slurm" in item.keywords else [])
+        markers = [m for m in ("apptainer", *BATCH_SYSTEMS) if m in item.keywords]
+        needs = (base if markers else []) + [down[m] for m in markers if m in down]
         if needs:
             missing[item] = needs
     return missing

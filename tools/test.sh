@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): sets up everything the tests need on a fresh Debian 12/13
 # machine as root — Apptainer, the ordinary test user, one virtualenv per supported Snakemake major,
-# a single-node Slurm — runs the suite, and stops the Slurm daemons it started.
+# a single-node Slurm and a personal HTCondor — runs the suite, and stops the daemons it started.
 # Extra arguments go to the first pytest run (e.g. tools/test.sh -k refused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ venv9=$(bash tools/venv.sh 9)
 venv8=$(bash tools/venv.sh 8)
 bash tools/slurm.sh up
 trap 'bash tools/slurm.sh down' EXIT
+bash tools/htcondor.sh up
+trap 'bash tools/htcondor.sh down; bash tools/slurm.sh down' EXIT
 echo "set-up took $(( $(date +%s) - start )) s"
 
 status=0

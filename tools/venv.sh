@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 case $major in
   # The versions we support and test: the latest 8.x and 9.x.
   8) pins="snakemake==8.30.0 snakemake-executor-plugin-cluster-generic==1.0.9" ;;
-  9) pins="snakemake==9.27.1 snakemake-executor-plugin-cluster-generic==1.0.9 snakemake-executor-plugin-slurm==2.8.0" ;;
+  9) pins="snakemake==9.27.1 snakemake-executor-plugin-cluster-generic==1.0.9 snakemake-executor-plugin-slurm==2.8.0 snakemake-executor-plugin-htcondor==0.3.0" ;;
   *) echo "tools/venv.sh: Snakemake major must be 8 or 9" >&2; exit 2 ;;
 esac
 venv=${SINGCONTAIN_HOME:-/opt/singcontain}/venv-snakemake$major

@@ -4,12 +4,13 @@ each call here costs one Snakemake start (~1-2 s); the workflows are made once p
 import json
 import re
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from snakemake_singcontain.policy import load_policy
-from support import as_user, chown_tree, owned_dir
+from support import as_user, chown_tree, owned_dir, user_entry
 
 pytestmark = pytest.mark.apptainer
 
@@ -23,7 +24,7 @@ container: config["image"]
 SCRATCH = config["scratch"]
 
 rule all:
-    input: "plot.txt"
+    input: "results/plot.txt"
 
 rule simulate_mc:
     output: SCRATCH + "/sim_{sample}.txt"
@@ -32,7 +33,7 @@ rule simulate_mc:
 
 rule plot:
     input: expand(SCRATCH + "/sim_{sample}.txt", sample=["a", "b"])
-    output: "plot.txt"
+    output: "results/plot.txt"
     shell: "cat {input} > {output}"
 """
 
@@ -70,7 +71,16 @@ def clean():
 
 
 def config(image: str, scratch: Path) -> list[str]:
-    return ["--config", f"image={image}", f"scratch={scratch}"]
+    # The user's own Snakemake options, as for their run (a run without --sdm apptainer is not contained).
+    return ["--sdm", "apptainer", "--config", f"image={image}", f"scratch={scratch}"]
+
+
+def snakemakes_own_binds() -> str:
+    """Snakemake 9 binds its source cache into every job (8.x does not); the plugin binds it read-only."""
+    if version("snakemake").startswith("8."):
+        return ""
+    cache = f"{user_entry().pw_dir}/.cache/snakemake/snakemake/source-cache"
+    return f" --bind {cache}:{cache}:ro"
 
 
 def no_traceback(run):
@@ -88,7 +98,7 @@ def test_check_clean_workflow(image, clean):
     assert rows["simulate_mc"][-1] == "2" and rows["plot"][-1] == "1", run
     assert rows["plot"][1] == "none", run
     assert "3 jobs of 2 rules checked: no findings." in run.output, run
-    assert not list(scratch.iterdir()) and not (work / "plot.txt").exists()
+    assert not list(scratch.iterdir()) and not (work / "results/plot.txt").exists()
 
 
 def test_check_output_under_readonly_bind(image):
@@ -109,7 +119,7 @@ def test_check_output_under_readonly_bind(image):
     audit, _ = json.JSONDecoder().raw_decode(run.output, run.output.index("{"))  # stderr's progress line follows
     assert {f["code"] for f in audit["findings"]} == {"SC402"}
     assert set(audit["rules"]) == {"simulate_mc", "plot"}
-    assert not list(scratch.iterdir()) and not (work / "logs").exists() and not (work / "plot.txt").exists()
+    assert not list(scratch.iterdir()) and not (work / "logs").exists() and not (work / "results/plot.txt").exists()
 
 
 def test_policy_syntax_error(image):
@@ -130,16 +140,20 @@ def test_explain_a_job(image, clean):
     assert re.search(r"containment +containall +rules\['simulate_\*'\] \(containment\.yaml:9\)", run.output), run
     assert re.search(rf"{site} +/site +ro +defaults \(containment\.yaml:5\)", run.output), run
     assert re.search(rf"{scratch} +{scratch} +rw +preset scratch \(containment\.yaml:7\)", run.output), run
+    assert re.search(r"^  workdir +ro +built-in$", run.output, re.M), run
     command = next(line.strip() for line in run.output.splitlines() if " exec --home " in line)
+    # The workdir read-only after the binds of its parents, only the log's folder in it writable.
     assert re.fullmatch(rf"(apptainer|singularity) exec --home {work} --containall --bind {site}:/site:ro "
-                        rf"--bind {scratch}:{scratch}:rw {image} bash -c '…'", command), run
+                        rf"--bind {scratch}:{scratch}:rw --bind {work}:{work}:ro --bind {work}/logs:{work}/logs:rw"
+                        rf"{snakemakes_own_binds()} {image} bash -c '…'", command), run
 
     run = singcontain(work, "explain", "plot", *config(image, scratch))  # a rule without wildcards
     assert run.returncode == 0, run
     assert re.search(r"containment +none +rules\['plot'\] \(containment\.yaml:10\)", run.output), run
     assert re.search(r"namespaces +pid +defaults \(containment\.yaml:4\)", run.output), run
     # containment none: the runtime's default /tmp mount shows the inputs in scratch (under /tmp), no auto-bind
-    assert re.search(rf" exec --home {work} --pid --bind {site}:/site:ro {image} bash -c '…'$", run.output, re.M), run
+    assert re.search(rf" exec --home {work} --pid --bind {site}:/site:ro{snakemakes_own_binds()} {image} bash -c '…'$",
+                     run.output, re.M), run
 
     run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=b", *config(image, scratch))
     assert run.returncode == 0 and "job simulate_mc[sample=b] (rule simulate_mc)" in run.output, run
@@ -201,7 +215,7 @@ def test_schema_and_module_entry_point(clean):
 
 
 def test_snakefile_error_is_snakemakes_message(image):
-    broken = SNAKEFILE.replace('output: "plot.txt"', 'output "plot.txt"')
+    broken = SNAKEFILE.replace('output: "results/plot.txt"', 'output "results/plot.txt"')
     work, _, scratch = make_workflow("singcontain-cli-smk-", POLICY, snakefile=broken)
     run = singcontain(work, "check", *config(image, scratch))
     assert run.returncode == 2, run
@@ -229,6 +243,6 @@ def test_snakemake_output_is_trimmed_to_its_error():
                                                                "  fix: use one of: none"]
     # Our options come first, each list-valued one closed by a flag, so the user's first word may be a target.
     argv = snakemake_argv(["--force", "out.txt"], ["out.txt", "--config", "a=b"])
-    assert argv[3:] == ["--sdm", "apptainer", "--quiet", "host", "progress", "rules", "--dry-run",
+    # Exactly the user's dry run: no --sdm added (their run would not be contained without it either).
+    assert argv[3:] == ["--quiet", "host", "progress", "rules", "--dry-run",
                         "--force", "out.txt", "out.txt", "--config", "a=b"]
-    assert "apptainer" not in snakemake_argv([], ["--sdm=conda"])[3:]

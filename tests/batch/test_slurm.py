@@ -31,9 +31,9 @@ def slurm_jobs() -> set[str]:
     return set(out.split())
 
 
-def workflow(policy: str, output="conditions.txt"):
+def workflow(policy: str, output="results/conditions.txt", snakefile=SNAKEFILE):
     work, site = owned_dir("singcontain-batch-"), owned_dir("singcontain-batch-site-")
-    (work / "Snakefile").write_text(SNAKEFILE.format(output=output))
+    (work / "Snakefile").write_text(snakefile.format(output=output))
     (work / "containment.yaml").write_text(policy)
     (site / "conditions.txt").write_text("alignment=v7\n")
     chown_tree(work), chown_tree(site)
@@ -48,8 +48,9 @@ def submit_args(executor: str) -> list[str]:
 
 REFUSALS = {
     "output under a read-only bind": ('version: 1\ndefaults:\n  binds: ["{site}:ro"]\n', "{site}/results/out.txt", "SC402"),
-    "missing required bind source": ("version: 1\ndefaults:\n  binds: ['/nonexistent/sft:/cvmfs:ro']\n", "conditions.txt", "SC301"),
-    "namespace the runtime refuses": ("version: 1\ndefaults:\n  namespaces: [pid]\n", "conditions.txt", "SC201"),
+    "missing required bind source": ("version: 1\ndefaults:\n  binds: ['/nonexistent/sft:/cvmfs:ro']\n",
+                                     "results/conditions.txt", "SC301"),
+    "namespace the runtime refuses": ("version: 1\ndefaults:\n  namespaces: [pid]\n", "results/conditions.txt", "SC201"),
 }
 
 
@@ -69,15 +70,38 @@ def test_refused_workflow_submits_nothing(executor, case, image, runtime_with_co
     assert slurm_jobs() == before  # zero jobs reached Slurm
 
 
+# The bind source exists when Snakemake checks and submits; a first Slurm job moves it away, so it is not there
+# when the second job starts on the node (the node binds what was checked, never the policy expanded again).
+NODE_SNAKEFILE = """\
+from snakemake_singcontain import contain
+contain(workflow, "containment.yaml")
+container: config["image"]
+
+rule all:
+    input: "{output}"
+
+rule move_site:
+    output: "moved.txt"
+    shell: "mv {{config[site]}} {{config[site]}}.elsewhere && touch {{output}}"
+
+rule read_conditions:
+    input: "moved.txt"
+    output: "{output}"
+    shell: "cat /cvmfs/conditions.txt > {{output}}"
+"""
+NODE_POLICY = ('version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}", dst: /cvmfs, mode: ro}]\n'
+               'rules:\n  move_site: {containment: none}\n')
+
+
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_bind_missing_on_node_fails_the_job_with_one_line(executor, image):
-    # A bind source that exists where Snakemake submits but not where the job runs: SLURM_JOB_ID is set
-    # only inside a Slurm job, so the node expands the policy to a folder that is not there.
-    work, site = workflow('version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}/${SLURM_JOB_ID:-}", dst: /cvmfs, mode: ro}]\n')
-    run = snakemake(work, *submit_args(executor), "--config", f"image={image}", env={"CVMFS_ROOT": str(site)})
+    work, site = workflow(NODE_POLICY, snakefile=NODE_SNAKEFILE)
+    run = snakemake(work, *submit_args(executor), "--config", f"image={image}", f"site={site}",
+                    env={"CVMFS_ROOT": str(site)})
+    assert (work / "moved.txt").exists() and not site.exists(), run
     assert run.returncode != 0 and "Error in rule read_conditions" in run.output, run
     logs = [p for p in work.rglob("*") if p.is_file() and ("slurm_logs" in str(p) or p.name.startswith("slurm-"))]
     text = "\n".join(p.read_text() for p in logs)
     lines = [line for line in text.splitlines() if "SC301" in line]
-    assert len(lines) == 1 and f"bind source {site}/" in lines[0] and "does not exist" in lines[0], text
-    assert not (work / "conditions.txt").exists()
+    assert len(lines) == 1 and f"bind source {site} does not exist" in lines[0], text
+    assert not (work / "results" / "conditions.txt").exists()

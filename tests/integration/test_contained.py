@@ -65,8 +65,8 @@ def ran(request, image):
 
 def test_pid_namespace_hides_host_processes(ran):
     work, *_ = ran
-    on, off = (work / "pid_on.txt").read_text(), (work / "pid_off.txt").read_text()
-    assert read(work / "pid_on.txt")["pidns"] != host_ns("pid")
+    on, off = (work / "results" / "pid_on.txt").read_text(), (work / "pid_off.txt").read_text()
+    assert read(work / "results" / "pid_on.txt")["pidns"] != host_ns("pid")
     assert "sleep 4321" not in on and len(on.splitlines()) < 10
     assert read(work / "pid_off.txt")["pidns"] == host_ns("pid")
     assert "sleep 4321" in off
@@ -74,21 +74,24 @@ def test_pid_namespace_hides_host_processes(ran):
 
 def test_contain_hides_host_tmp_and_home_but_keeps_workdir(ran):
     work, _, _, tmp_marker, _ = ran
-    seen = read(work / "contained.txt")
+    seen = read(work / "results" / "contained.txt")
     assert tmp_marker not in seen["tmp"]
     assert seen["home"] == "hidden"
-    assert seen["pwd"] == str(work)  # Snakemake's --home WORKDIR keeps the workdir usable under --contain
+    # The workdir stays the job's working folder under --contain, readable but read-only: only results/,
+    # its output's folder, is writable.
+    assert seen["pwd"] == str(work) and seen["snakefile"] == "readable"
+    assert seen["workdir"] == "read-only" and not (work / "planted").exists()
 
 
 def test_containall_passes_only_allowed_variables(ran):
     work, *_ = ran
     # OMP_NUM_THREADS is Snakemake's per-job value (threads: 2), allowed by the policy's env.
-    assert (work / "containall_env.txt").read_text().split() == ["allowed=yes", "secret=unset", "omp=2"]
+    assert (work / "results" / "containall_env.txt").read_text().split() == ["allowed=yes", "secret=unset", "omp=2"]
 
 
 def test_readonly_bind_is_readable_but_not_writable(ran):
     work, site, *_ = ran
-    text = (work / "cvmfs.txt").read_text()
+    text = (work / "results" / "cvmfs.txt").read_text()
     assert "export SFT=1" in text and "write=refused" in text
     assert not (site / "cvmfs" / "sft" / "new").exists()
 
@@ -100,7 +103,7 @@ def test_writable_bind_receives_output_on_host(ran):
 
 def test_ipc_namespace_and_dev_shm(ran):
     work, _, run, _, shm_marker = ran
-    contained, uncontained = read(work / "ipc_contain.txt"), read(work / "ipc_none.txt")
+    contained, uncontained = read(work / "results" / "ipc_contain.txt"), read(work / "ipc_none.txt")
     assert contained["ipcns"] != host_ns("ipc") and uncontained["ipcns"] != host_ns("ipc")
     # Measured: only --contain/--containall give the container its own /dev; --ipc alone shares /dev/shm.
     assert shm_marker not in contained["shm"]

@@ -2,9 +2,10 @@
 
 One Snakemake run of workflows/escapes (policy containment.yaml) in which every rule's probes (probes.sh) try
 to see host processes, host files, host variables, the host's /dev/shm and SysV shared memory, and to write
-through read-only binds or outside the declared writable ones. The host side holds a marker for each. Then the
-same probes run uncontained (control.yaml) as the control: a probe that cannot see an escape there proves
-nothing, so the control must show every probe that can be shown without containment.
+through read-only binds, into the (read-only) workdir, or outside the declared writable ones. The host side
+holds a marker for each. Then the same probes run uncontained (control.yaml) as the control: a probe that
+cannot see an escape there proves nothing, so the control must show every probe that can be shown without
+containment.
 """
 
 import ctypes
@@ -29,7 +30,8 @@ READS = ("ps_sees_host_process", "proc_lists_host_process", "proc_reads_host_pid
          "env_has_secret", "proc_environ_has_secret", "sysv_shm_key_visible")
 # ... and attempts judged on the host (did the write land there?).
 WRITES = ("write_unbound_host_folder", "write_host_home", "write_host_tmp_via_workdir_parent", "write_host_var_tmp",
-          "write_ro_new_file", "write_ro_append", "write_ro_delete", "write_ro_via_workdir_symlink",
+          "write_ro_new_file", "write_ro_append", "write_ro_delete", "write_ro_workdir_new_file",
+          "write_ro_workdir_snakefile", "write_ro_via_workdir_symlink",
           "write_ro_via_rw_symlink", "write_ro_via_dotdot", "write_ro_via_hardlink", "write_ro_after_remount")
 
 
@@ -94,6 +96,7 @@ def run_probes(host: Host, image: str, policy: str) -> dict:
     work, site = owned_dir("singcontain-esc-wf-"), owned_dir("singcontain-esc-site-")
     try:
         shutil.copytree(WORKFLOW, work, dirs_exist_ok=True)
+        snakefile = (work / "Snakefile").read_text()
         for folder in ("shared/ro", "shared/rw", "unbound"):
             (site / folder).mkdir(parents=True)
         ro = site / "shared" / "ro"
@@ -110,7 +113,7 @@ def run_probes(host: Host, image: str, policy: str) -> dict:
         assert run.returncode == 0, run
         seen = {}
         for name in ("pid", "contain", "ro", "containall_env", "sysv"):
-            for line in (work / f"{name}.txt").read_text().splitlines():
+            for line in (work / "results" / f"{name}.txt").read_text().splitlines():
                 key, _, value = line.partition("=")
                 seen[key] = value
         missing = [name for name in READS if name not in seen]
@@ -123,6 +126,8 @@ def run_probes(host: Host, image: str, policy: str) -> dict:
             "write_ro_new_file": (ro / f"new-{run_name}").exists(),
             "write_ro_append": host_file_changed(ro / "target-append.txt", originals["target-append.txt"]),
             "write_ro_delete": not (ro / "target-delete.txt").exists(),
+            "write_ro_workdir_new_file": (work / f"new-{run_name}").exists(),
+            "write_ro_workdir_snakefile": host_file_changed(work / "Snakefile", snakefile),
             "write_ro_via_workdir_symlink": (ro / f"via-workdir-symlink-{run_name}").exists(),
             "write_ro_via_rw_symlink": (ro / f"via-rw-symlink-{run_name}").exists(),
             "write_ro_via_dotdot": (ro / f"via-dotdot-{run_name}").exists(),
@@ -162,10 +167,11 @@ def test_no_escape(runs):
 
 
 def test_probes_worked_on_real_binds(runs):
-    """The refusals come from the policy: the ro bind was there and readable, the rw bind writable, the allowed
-    variable passed, /proc/sysvipc/shm readable, and the pid namespace left only a handful of processes."""
+    """The refusals come from the policy: the ro bind was there and readable, the rw bind writable, the symlink
+    into the ro bind made in the job's own output folder, the allowed variable passed, /proc/sysvipc/shm
+    readable, and the pid namespace left only a handful of processes."""
     seen = runs["containment.yaml"]["seen"]
-    assert seen["ok_ro_readable"] == seen["ok_rw_writable"] == "yes", seen
+    assert seen["ok_ro_readable"] == seen["ok_rw_writable"] == seen["ok_workdir_symlink_made"] == "yes", seen
     assert seen["ok_allowed_var_passed"] == seen["ok_proc_sysvipc_readable"] == "yes", seen
     assert int(seen["ok_processes_counted"]) < 10, seen
     assert "SC404" in runs["containment.yaml"]["output"]  # ipc without contain: the documented warning
@@ -185,7 +191,7 @@ def test_apptainer_bind_in_environment_is_refused_or_ignored(image):
         (site / "unbound").mkdir()
         chown_tree(work), chown_tree(site)
         target = site / "unbound"
-        run = snakemake(work, "contain.txt", "--config", f"image={image}", f"site={site}", "run=envbind",
+        run = snakemake(work, "results/contain.txt", "--config", f"image={image}", f"site={site}", "run=envbind",
                         f"home={Path(os.path.expanduser(f'~{USER}'))}", "marker=none", "secret=none", "sleeper=1",
                         "shm_key=1",
                         env={"ESC_SITE": str(site), "APPTAINER_BIND": f"{target}:{target}:rw"})

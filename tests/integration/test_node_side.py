@@ -1,5 +1,8 @@
-"""On the node, right before the container starts, the job is checked again: a bind source that exists on
-the submitting host but not where the job runs fails that job with one clear line."""
+"""On the node, right before the container starts, the job is checked again with the settings checked on the
+submitting host: a bind source that exists there but not where the job runs fails that job with one clear
+line, and the node's own environment does not change what is bound."""
+
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +16,10 @@ contain(workflow, "containment.yaml")
 container: config["image"]
 
 rule all:
-    input: "conditions.txt"
+    input: "results/conditions.txt"
 
 rule read_conditions:
-    output: "conditions.txt"
+    output: "results/conditions.txt"
     shell: "cat /cvmfs/conditions.txt > {output}"
 """
 POLICY = 'version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}", dst: /cvmfs, mode: ro}]\n'
@@ -31,23 +34,40 @@ def node_workflow():
     return work, site
 
 
+def cluster(submit: str) -> list[str]:
+    return ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", submit, "-j", "1",
+            "--seconds-between-status-checks", "1"]
+
+
 def test_bind_missing_on_node_fails_the_job_with_one_line(image):
     work, site = node_workflow()
-    # The "node" sees another CVMFS_ROOT than the submitting host: the policy expands there again.
-    submit = "env CVMFS_ROOT=/cvmfs-not-mounted-here bash"
-    run = snakemake(work, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", submit, "-j", "1", "--seconds-between-status-checks", "1",
-                    "--config", f"image={image}", env={"CVMFS_ROOT": str(site)})
+    # The bind source exists where Snakemake checks and submits; the "node" does not have it.
+    moved = Path(f"{site}.elsewhere")
+    try:
+        run = snakemake(work, *cluster(f"mv {site} {moved} && bash"), "--config", f"image={image}",
+                        env={"CVMFS_ROOT": str(site)})
+    finally:
+        if moved.exists():
+            moved.rename(site)
     assert run.returncode != 0
     lines = [line for line in run.output.splitlines() if "SC301" in line]
-    assert lines and "bind source /cvmfs-not-mounted-here does not exist" in lines[0], run
+    assert lines and f"bind source {site} does not exist" in lines[0], run
     assert "Error in rule read_conditions" in run.output  # a normal job failure for Snakemake
     assert "Traceback" not in run.output
-    assert not (work / "conditions.txt").exists()
+    assert not (work / "results" / "conditions.txt").exists()
 
 
 def test_same_workflow_runs_when_the_node_has_the_bind(image):
     work, site = node_workflow()
-    run = snakemake(work, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "1", "--seconds-between-status-checks", "1",
-                    "--config", f"image={image}", env={"CVMFS_ROOT": str(site)})
+    run = snakemake(work, *cluster("bash"), "--config", f"image={image}", env={"CVMFS_ROOT": str(site)})
     assert run.returncode == 0, run
-    assert (work / "conditions.txt").read_text() == "alignment=v7\n"
+    assert (work / "results" / "conditions.txt").read_text() == "alignment=v7\n"
+
+
+def test_node_environment_does_not_change_the_checked_binds(image):
+    work, site = node_workflow()
+    # The "node" sees another CVMFS_ROOT than the submitting host: the job binds what was checked.
+    run = snakemake(work, *cluster("env CVMFS_ROOT=/cvmfs-not-mounted-here bash"), "--config", f"image={image}",
+                    env={"CVMFS_ROOT": str(site)})
+    assert run.returncode == 0, run
+    assert (work / "results" / "conditions.txt").read_text() == "alignment=v7\n"

@@ -46,8 +46,9 @@ def test_user_bind_control_off_is_caught(image, runtime_with_conf):
 
 
 def test_first_bind_of_a_destination_wins(image):
-    # The plugin relies on this: Snakemake appends its own writable binds (source cache, a Python script's
-    # import paths) after the plan's flags; the plan binds them read-only first.
+    # The plugin's second line: it drops Snakemake's own writable binds (source cache, a Python script's import
+    # paths) and binds them read-only in the plan's flags; should a Snakemake still append one after those
+    # flags, the plan's read-only bind of that destination, given first, is what the job gets.
     src = owned_dir("singcontain-dup-")
     run = as_user(["apptainer", "exec", "--bind", f"{src}:/mnt/snakemake_searchpaths/item_0:ro",
                    "--bind", f"{src}:/mnt/snakemake_searchpaths/item_0", image,

@@ -39,15 +39,20 @@ contain)  # policy: contain. Host markers in the real home, /tmp, /var/tmp (shad
     try write_host_var_tmp sh -c "echo escaped > '/var/tmp/$marker/written-$run'"
     say ok_pwd "$PWD"
     ;;
-ro)  # policy: contain, $site/shared/ro bound read-only and $site/shared/rw writable, both at their host paths.
+ro)  # policy: contain, $site/shared/ro bound read-only and $site/shared/rw writable, both at their host paths;
+    # the workdir (PWD) is read-only too, only this job's output folder in it is writable.
     site=$1 run=$2
-    ro=$site/shared/ro rw=$site/shared/rw
+    ro=$site/shared/ro rw=$site/shared/rw own=$(dirname "$out")
     try ok_ro_readable grep -q original "$ro/target-append.txt"
     try ok_rw_writable sh -c "echo fine > '$rw/legit-$run'"
     try write_ro_new_file sh -c "echo escaped > '$ro/new-$run'"
     try write_ro_append sh -c "echo escaped >> '$ro/target-append.txt'"
     try write_ro_delete rm -f "$ro/target-delete.txt"
-    try write_ro_via_workdir_symlink sh -c "ln -sfn '$ro' link-to-ro && echo escaped > link-to-ro/via-workdir-symlink-$run"
+    try write_ro_workdir_new_file sh -c "echo escaped > '$PWD/new-$run'"
+    try write_ro_workdir_snakefile sh -c "echo '# escaped' >> '$PWD/Snakefile'"
+    link=$own/link-to-ro  # in the workdir, in the job's own (writable) output folder
+    try write_ro_via_workdir_symlink sh -c "ln -sfn '$ro' '$link' && echo escaped > '$link/via-workdir-symlink-$run'"
+    try ok_workdir_symlink_made test -L "$link"
     try write_ro_via_rw_symlink sh -c "ln -sfn '$ro' '$rw/link-to-ro' && echo escaped > '$rw/link-to-ro/via-rw-symlink-$run'"
     try write_ro_via_dotdot sh -c "echo escaped > '$rw/../ro/via-dotdot-$run'"
     try write_ro_via_hardlink sh -c "ln '$ro/target-hardlink.txt' '$rw/hardlink-$run' && echo escaped >> '$rw/hardlink-$run'"

@@ -10,12 +10,30 @@ import json
 from importlib import resources
 
 from .policy.load import BIND_KEYS, LAYER_KEYS, RUNTIMES, TOP_KEYS
+from .policy.expand import MAX_NESTING
 from .policy.model import CONTAINMENTS, MODES, NAMESPACES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-TEXT = {"type": "string", "minLength": 1}
+
+def _variable(depth: int) -> str:
+    """${NAME} or ${NAME:-default}, defaults nesting `depth` levels as the loader allows (policy/expand.py)."""
+    default = "" if depth == 0 else r"(?::-(?:[^${}\n\r\x00]|\$\$|" + _variable(depth - 1) + ")*)?"
+    return r"\$\{[A-Za-z_][A-Za-z0-9_]*" + default + r"\}"
+
+
+# Patterns in the loader's own terms; ECMAScript and Python regexes alike (editors run the former). Every text
+# value is expanded, so a '$' starts ${NAME}, ${NAME:-default} or $$ (a bare $USER is refused).
+VARIABLE = _variable(MAX_NESTING)
+CHARS = r"(?:[^$\n\r\x00]|\$\$|" + VARIABLE + ")"
+PART = r"(?:[^:$\n\r\x00]|\$\$|" + VARIABLE + ")+"  # one part of a short bind: ':' splits only outside ${…}
+ABSOLUTE = r"(?=/|\$\{)"  # absolute, or a variable whose value the schema cannot know
+END = r"(?![\s\S])"  # the very end: Python's '$' also matches before a final newline
+TEXT = {"type": "string", "minLength": 1, "pattern": f"^{CHARS}+{END}"}
 TEXTS = {"type": "array", "items": TEXT}
+ABSOLUTE_TEXT = {"type": "string", "pattern": f"^{ABSOLUTE}{CHARS}+{END}"}
+# SRC[:DST][:ro|rw] with an absolute DST and a lower-case mode, or -SRC (drops an inherited bind)
+SHORT_BIND = f"^(?:-{ABSOLUTE}{CHARS}+|{PART}(?::{ABSOLUTE}{PART})?(?::(?:ro|rw))?){END}"
 
 
 def _layer_properties() -> dict:
@@ -87,10 +105,16 @@ def _layer_properties() -> dict:
                            "read-only).",
             "enum": list(MODES),
         },
+        "scratch": {
+            "description": "A host folder (absolute) in which each job gets its own folder, bound as the job's /tmp "
+                           "(instead of a small in-memory /tmp under contain) and removed when the job ends; "
+                           "false: none.",
+            "oneOf": [{"const": False}, ABSOLUTE_TEXT],
+        },
         "protected": {
             "description": "Host paths that must never be bound writable (nor anything under them). Accumulate "
                            "over layers; built in: /bin /boot /dev /etc /lib /lib64 /proc /sbin /sys /usr.",
-            "type": "array", "items": {"type": "string", "pattern": "^[/$]"},
+            "type": "array", "items": ABSOLUTE_TEXT,
         },
         "args": {
             "description": "Further `apptainer exec` flags, one word per item. Flags the policy owns "
@@ -103,7 +127,7 @@ def _layer_properties() -> dict:
 def _bind_properties() -> dict:
     return {
         "src": {"description": "Host path; ${VAR} and ${VAR:-default} are expanded.", **TEXT},
-        "dst": {"description": "Path in the container (absolute); default: the same as src.", **TEXT},
+        "dst": {"description": "Path in the container (absolute); default: the same as src.", **ABSOLUTE_TEXT},
         "mode": {"description": "ro (default) or rw.", "enum": list(MODES)},
         "required": {"description": "true (default): a missing src stops the run (SC301); false: it is skipped "
                                     "with a warning (SC302).", "type": "boolean"},
@@ -118,7 +142,7 @@ def _top_properties() -> dict:
                                    "else singularity.",
                     "enum": list(RUNTIMES), "default": "auto"},
         "image": {"description": "Image for rules that name none with `container:` (a .sif path or a docker:// "
-                                 "URL); null: none.", "type": ["string", "null"], "minLength": 1},
+                                 "URL); null: none.", "oneOf": [TEXT, {"type": "null"}]},
         "defaults": {"description": "Settings of every rule, below presets and `rules:` entries.", **layer},
         "presets": {"description": "Named sets of settings that `use:` applies.",
                     "type": ["object", "null"], "additionalProperties": layer},
@@ -163,7 +187,9 @@ def generate() -> dict:
             },
             "bind": {
                 "oneOf": [
-                    {"description": "SRC[:DST][:ro|rw], e.g. /cvmfs:ro or ${DUST}:/dust:rw.", **TEXT},
+                    {"description": "SRC[:DST][:ro|rw], e.g. /cvmfs:ro or ${DUST}:/dust:rw; DST absolute, the "
+                                    "mode ro or rw in lower case. '-SRC' drops a bind inherited from below.",
+                     "type": "string", "pattern": SHORT_BIND},
                     {
                         "description": "The long form, for paths with ':' or ','.",
                         "type": "object", "required": ["src"], "additionalProperties": False,

@@ -22,7 +22,7 @@ from ..findings import render as render_findings  # not `render`: the cli.render
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
 from . import records as records_cli
-from .starter import list_rules, snakefile_of, starter_policy
+from .starter import list_rules, starter_policy
 
 EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --configfile, --config, --profile, "
           "-d, targets …), as for `snakemake -n`; put them after `--` if one looks like an option of this command.")
@@ -49,6 +49,27 @@ def find_job(target: str, audit: dict, workdir: str) -> dict:
                    "input:, like `all`), or the target is not in the workflow")
 
 
+# Snakemake's refusal of a rule with wildcards as a target (8.30 and 9.x)
+WILDCARD_TARGET = "Target rules may not contain wildcards"
+
+
+def wildcards_needed(rule: str, user_args: list[str], policy: str | None) -> str:
+    """What to type instead, with the wildcards and values of one of the rule's jobs when the DAG has one."""
+    run = run_snakemake(["--forceall"], user_args, jobs=True, policy=policy, progress=f"finding the jobs of {rule}…")
+    jobs = sorted((j for j in (run.audit or {}).get("jobs") or [] if j["rule"] == rule and j["wildcards"]),
+                  key=lambda j: j["job"])
+    if not jobs:
+        return (f"rule {rule} has wildcards, so it names no single job: pick one with\n"
+                f"    {PROG} explain {rule} --wildcards NAME=VALUE …\nor name a file it makes: "
+                f"{PROG} explain --target FILE")
+    job = jobs[0]
+    pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in job["wildcards"].items())
+    example = f"\nor name a file it makes: {PROG} explain --target {shlex.quote(job['outputs'][0])}" if job["outputs"] else ""
+    return (f"rule {rule} has wildcards ({', '.join(job['wildcards'])}), so it names no single job "
+            f"({len(jobs)} in this workflow): pick one with --wildcards, e.g.\n    {PROG} explain {rule} --wildcards {pairs}"
+            + example)
+
+
 def cmd_explain(args, user_args: list[str]) -> int:
     target = args.target
     if not target:
@@ -58,6 +79,8 @@ def cmd_explain(args, user_args: list[str]) -> int:
         raise CliError("--wildcards goes with RULE and takes K=V pairs: singcontain explain RULE --wildcards k=v")
     # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
     run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs=True, policy=args.policy)
+    if run.audit is None and WILDCARD_TARGET in run.output:
+        raise CliError(wildcards_needed(target, user_args, args.policy))
     audit = run.require_audit()
     workdir = audit["workdir"]
     if wildcards:
@@ -91,20 +114,17 @@ def cmd_report(args, user_args: list[str]) -> int:
 
 
 def cmd_init(args, user_args: list[str]) -> int:
-    from ..schema import shipped_path
-
-    policy = Path(args.policy)
+    listing = list_rules(user_args)
+    snakefile = Path(listing.snakefile or "Snakefile").absolute()
+    # By default where the Snakefile's contain() already looks, else beside the Snakefile (not the CWD:
+    # contain() and the policy's relative bind sources are relative to their own folders).
+    chosen = args.policy or listing.contain_path or snakefile.parent / "containment.yaml"
+    policy = Path(os.path.relpath(chosen))
     if policy.exists() or policy.is_symlink():
         raise CliError(f"{policy} already exists; {PROG} init never overwrites a policy "
                        "(edit it, or write a new one with --policy OTHER.yaml)")
-    rules, note = list_rules(user_args)
-    if note:
-        print(f"{PROG}: {note}", file=sys.stderr)
-    snakefile = snakefile_of(user_args)
-    # contain() takes the policy's path relative to the Snakefile's folder
-    from_snakefile = os.path.relpath(policy.resolve(), snakefile.resolve().parent if snakefile else Path.cwd())
-    schema = str(shipped_path())
-    text = starter_policy(rules, from_snakefile, schema if os.path.isfile(schema) else None)
+    from_snakefile = os.path.relpath(policy.absolute(), snakefile.parent)  # contain() is relative to the Snakefile
+    text = starter_policy(listing.rules, from_snakefile)
     try:
         with open(policy, "x") as f:
             f.write(text)
@@ -112,10 +132,18 @@ def cmd_init(args, user_args: list[str]) -> int:
         raise CliError(f"{policy} already exists; {PROG} init never overwrites a policy") from None
     except OSError as err:
         raise CliError(f"cannot write {policy}: {err.strerror}") from None
-    names = ", ".join(rules) if rules else "none found"
-    print(f"wrote {policy}: defaults for every rule, and a commented entry for each of {len(rules)} rules ({names}).\n"
-          f"Next: load it in the Snakefile with contain(workflow, \"{from_snakefile}\"), "
-          f"then run `{PROG} check` with your usual Snakemake arguments.")
+    names = ", ".join(listing.rules) if listing.rules else "none found"
+    skipped = (f" Left out, as they run nothing: {', '.join(listing.norun)}." if listing.norun else "")
+    if listing.contain_path and Path(listing.contain_path) == policy.absolute():
+        load = f"the Snakefile's contain() already loads it; run `{PROG} check` with your usual Snakemake arguments."
+    else:
+        load = (f"load it in the Snakefile with\n"
+                f"    from snakemake_singcontain import contain\n    contain(workflow, \"{from_snakefile}\")\n"
+                f"or, without editing the Snakefile, name it for each run: SINGCONTAIN_POLICY={policy} snakemake "
+                f"--sdm apptainer … (or --policy {policy} for {PROG} check, explain and report).\n"
+                f"Then run `{PROG} check --policy {policy}` with your usual Snakemake arguments.")
+    print(f"wrote {policy}: defaults for every rule, and a commented entry for each of {len(listing.rules)} rules "
+          f"({names}).{skipped}\nNext: {load}")
     return 0
 
 
@@ -165,8 +193,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of to stdout")
     p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).",
             "[--policy FILE] ")
-    p.add_argument("--policy", default="containment.yaml", metavar="FILE",
-                   help="where to write it (default: %(default)s)")
+    p.add_argument("--policy", metavar="FILE",
+                   help="where to write it (default: where the Snakefile's contain() points, else containment.yaml "
+                        "beside the Snakefile)")
     p = sub.add_parser("schema", help="Print the JSON Schema of the policy file (for editors).",
                        description="Print the JSON Schema (draft 2020-12) of the policy file. Editors using the YAML "
                                    "language server validate a policy whose first line is "

@@ -1,19 +1,26 @@
 """The commented starter policy that `singcontain init` writes."""
 
-import re
+import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from .run import CliError, PROG, QUIET, trim_snakemake_output, user_option
+
+from .run import CliError, PROG, QUIET, trim_snakemake_output
 
 STARTER_HEAD = """\
-{schema_line}# Containment policy for snakemake-singcontain, written by `singcontain init`.
+# Containment policy for snakemake-singcontain, written by `singcontain init`.
 # Every rule runs under `defaults`; an entry under `rules:` changes what differs for one rule (or a glob
 # pattern such as "simulate_*"; the exact name wins). Check with `singcontain check`, see one job's
 # effective flags and where each comes from with `singcontain explain --target FILE`.
-# The Snakefile loads it with:
-#     from snakemake_singcontain import contain
-#     contain(workflow, "{from_snakefile}")
+# Load it in one of two ways:
+#   - in the Snakefile:  from snakemake_singcontain import contain
+#                        contain(workflow, "{from_snakefile}")
+#   - without touching the Snakefile, from the Snakefile's folder:
+#         SINGCONTAIN_POLICY={from_snakefile} snakemake --sdm apptainer …
+#         singcontain check --policy {from_snakefile}      (also explain, report)
+# Editor completion: `singcontain schema > containment.schema.json` beside this file, then make this the
+# first line:  # yaml-language-server: $schema=containment.schema.json
 version: 1
 
 defaults:
@@ -23,71 +30,75 @@ defaults:
   # use: [cvmfs, afs]             # built-in presets: /cvmfs and /afs, read-only
   # binds:                        # more host folders: SRC[:DST][:ro|rw], read-only unless :rw
   #   - /cvmfs:ro
-  #   - {{src: "${{DUST:-/nfs/dust/${{USER}}}}", dst: /dust, mode: rw, required: true}}
+  #   - "${{DUST:-/nfs/dust/${{USER}}}}:rw"   # at its own path: the paths in the Snakefile work unchanged
   # env: [LANG]                   # host variables let into a clean environment (cleanenv, containall)
 
 # presets:                        # named sets of settings that `use:` applies
-#   dust: {{binds: ["/nfs/dust/${{USER}}:rw"]}}
+#   dust: {{binds: ["${{DUST:-/nfs/dust/${{USER}}}}:rw"]}}
 
 rules:
   # "simulate_*": {{use: [dust], containment: containall, namespaces: [ipc]}}
-  # One entry per rule of this workflow; uncomment to change a rule, e.g. {{containment: none}}.
+  # One entry per rule of this workflow that runs something; uncomment to change a rule, e.g. {{containment: none}}.
+"""
+
+# Run in Snakemake's own Python: the Snakefile's contain() only records where it points (the policy may not
+# exist yet), and each rule is listed with whether it runs anything (`all`-type rules with only input: do not).
+LISTER = """\
+import os, sys
+import snakemake_singcontain
+from snakemake.cli import main
+from snakemake.workflow import Workflow
+
+def contain(workflow, policy_file="containment.yaml"):
+    base = os.path.dirname(sys._getframe(1).f_code.co_filename)
+    print("singcontain-policy", os.path.abspath(os.path.join(base, policy_file)), sep="\\t")
+
+def list_rules(self, only_targets=False):
+    print("singcontain-snakefile", os.path.abspath(self.main_snakefile), sep="\\t")
+    for rule in self.rules:
+        print("singcontain-rule", rule.name, "norun" if rule.norun else "runs", sep="\\t")
+
+snakemake_singcontain.contain = contain
+Workflow.list_rules = list_rules
+main(sys.argv[1:])
 """
 
 
-def snakefile_of(user_args: list[str]) -> Path | None:
-    given = user_option(user_args, "-s", "--snakefile")
-    if given:
-        return Path(given)
-    return next((p for p in map(Path, ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile"))
-                 if p.is_file()), None)
+@dataclass
+class Listing:
+    rules: list[str] = field(default_factory=list)      # rules that run something, in the Snakefile's order
+    norun: list[str] = field(default_factory=list)      # rules with nothing to run (no container either)
+    snakefile: str | None = None
+    contain_path: str | None = None                     # where the Snakefile's contain() points
 
 
-def _rules_in_files(snakefile: Path) -> list[str]:
-    names, seen, todo = [], set(), [snakefile]
-    while todo:
-        path = todo.pop(0).resolve()
-        if path in seen:
-            continue
-        seen.add(path)
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        for m in re.finditer(r"^\s*(?:rule|checkpoint)\s+([A-Za-z_]\w*)\s*:"
-                             r"|^\s*use\s+rule\s+\S+.*?\bas\s+([A-Za-z_]\w*)", text, re.M):
-            name = m.group(1) or m.group(2)
-            if name not in names:
-                names.append(name)
-        todo += [path.parent / m.group(1) for m in re.finditer(r"^\s*include:\s*[\"']([^\"']+)[\"']", text, re.M)]
-    return names
-
-
-def list_rules(user_args: list[str]) -> tuple[list[str], str | None]:
-    """Rule names from `snakemake --list-rules`; from the Snakefile's text when contain() cannot load the policy."""
+def list_rules(user_args: list[str]) -> Listing:
+    """The workflow's rules as Snakemake itself builds them (includes, modules, loops), from `--list-rules`."""
     print(f"{PROG}: listing the rules with Snakemake…", file=sys.stderr, flush=True)
+    env = dict(os.environ)
+    env.pop("SINGCONTAIN_POLICY", None)  # the policy is what init is about to write
     try:
-        done = subprocess.run([sys.executable, "-m", "snakemake", *QUIET, "--list-rules", *user_args],
+        done = subprocess.run([sys.executable, "-c", LISTER, *QUIET, "--list-rules", *user_args], env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     except OSError as err:
         raise CliError(f"cannot run Snakemake with {sys.executable}: {err.strerror}") from None
-    if done.returncode == 0:
-        # One rule a line, its docstring in parentheses; anything else (progress lines) is not a rule.
-        listed = (re.match(r"^([A-Za-z_]\w*)(?: \(.*\))?$", line) for line in done.stdout.splitlines())
-        return [m.group(1) for m in listed if m], None
-    output = done.stdout + done.stderr
-    if "cannot read the policy file" not in output:
-        raise CliError(trim_snakemake_output(output))
-    snakefile = snakefile_of(user_args)
-    if snakefile is None:
-        raise CliError("the Snakefile's contain() names a policy file that does not exist yet, and no Snakefile "
-                       "was found to read the rule names from; pass -s SNAKEFILE")
-    note = (f"the Snakefile's contain() cannot load its policy file yet, so the rule names were read from the "
-            f"`rule NAME:` lines of {snakefile} and its includes (rules made in loops or by modules may be missing)")
-    return _rules_in_files(snakefile), note
+    if done.returncode != 0:
+        told = trim_snakemake_output(done.stdout + done.stderr)
+        raise CliError(told.replace("stopped before the containment check", "could not list the workflow's rules "
+                                    "(give init the Snakemake arguments your run needs: --config, -s …)"))
+    listing = Listing()
+    for line in done.stdout.splitlines():
+        tag, _, rest = line.partition("\t")
+        if tag == "singcontain-rule":
+            name, kind = rest.split("\t")
+            (listing.norun if kind == "norun" else listing.rules).append(name)
+        elif tag == "singcontain-snakefile":
+            listing.snakefile = rest
+        elif tag == "singcontain-policy":
+            listing.contain_path = rest
+    return listing
 
 
-def starter_policy(rules: list[str], from_snakefile: str, schema_path: str | None) -> str:
-    schema_line = f"# yaml-language-server: $schema={schema_path}\n" if schema_path else ""
-    text = STARTER_HEAD.format(schema_line=schema_line, from_snakefile=from_snakefile)
+def starter_policy(rules: list[str], from_snakefile: str) -> str:
+    text = STARTER_HEAD.format(from_snakefile=from_snakefile)
     return text + "".join(f"  # {name}: {{}}\n" for name in rules)

@@ -1,5 +1,6 @@
 """Policy file (YAML, version 1) -> Policy. Every mistake is a PolicyError naming file:line, key and fix."""
 
+import difflib
 import os
 import posixpath
 import stat
@@ -13,7 +14,7 @@ from .yaml_lines import MAX_BYTES, load_with_lines
 
 TOP_KEYS = ("version", "runtime", "image", "defaults", "presets", "rules")
 LAYER_KEYS = ("use", "containment", "namespaces", "network", "cleanenv", "env", "binds", "auto_binds",
-              "writable_tmpfs", "gpu", "workdir", "protected", "args")
+              "writable_tmpfs", "gpu", "workdir", "scratch", "protected", "args")
 BIND_KEYS = ("src", "dst", "mode", "required")
 RUNTIMES = ("auto", "apptainer", "singularity")
 SITE_KEYS = ("version", "presets", "protected", "floor")
@@ -76,7 +77,7 @@ class _Reader:
                       "write 'version: 1' (the only version this plugin reads)")
         runtime = data.get("runtime", "auto")
         if runtime not in RUNTIMES:
-            self.fail(("runtime",), f"unknown runtime {runtime!r}", f"use one of: {', '.join(RUNTIMES)}")
+            self.fail(("runtime",), f"unknown runtime {runtime!r}", did_you_mean(runtime, RUNTIMES))
         image = data.get("image")
         if image is not None:
             image = self.text(image, ("image",))
@@ -119,7 +120,7 @@ class _Reader:
     def known_keys(self, data: dict, path: tuple, allowed: tuple, where: str):
         for key in data:
             if key not in allowed:
-                self.fail(path + (key,), f"unknown key {key!r} in {where}", f"use one of: {', '.join(allowed)}")
+                self.fail(path + (key,), f"unknown key {key!r} in {where}", did_you_mean(key, allowed))
 
     def mapping(self, value, path: tuple) -> dict:
         if value is None:
@@ -167,7 +168,7 @@ class _Reader:
         if "containment" in data:
             value = data["containment"]
             if value not in CONTAINMENTS:
-                self.fail(path + ("containment",), f"unknown containment {value!r}", f"use one of: {', '.join(CONTAINMENTS)}")
+                self.fail(path + ("containment",), f"unknown containment {value!r}", did_you_mean(value, CONTAINMENTS))
             get["containment"] = value
         for key in ("namespaces", "env"):
             if key in data:
@@ -175,7 +176,8 @@ class _Reader:
                 for i, item in enumerate(items):
                     name = item.removeprefix("-")
                     if key == "namespaces" and name not in NAMESPACES:
-                        self.fail(path + (key, i), f"unknown namespace {item!r}", f"use any of: {', '.join(NAMESPACES)} (prefix '-' to drop an inherited one)")
+                        self.fail(path + (key, i), f"unknown namespace {item!r}",
+                                  did_you_mean(name, NAMESPACES, "use any of") + " (prefix '-' to drop an inherited one)")
                     if key == "env" and not (name.replace("_", "a").isalnum() and not name[0].isdigit()):
                         self.fail(path + (key, i), f"{item!r} is not an environment variable name", "write a name such as LANG")
                 get[key] = tuple(dict.fromkeys(items))
@@ -184,6 +186,10 @@ class _Reader:
                 self.fail(path + ("workdir",), f"workdir cannot be {data['workdir']!r}",
                           "write workdir: ro (the default) or workdir: rw (the job may write anywhere in the workdir)")
             get["workdir"] = data["workdir"]
+        if "scratch" in data:
+            value = data["scratch"]
+            get["scratch"] = "" if value is False else self.absolute(self.text(value, path + ("scratch",)),
+                                                                     path + ("scratch",))
         if "network" in data:
             get["network"] = self.text(data["network"], path + ("network",))
         for key in ("cleanenv", "writable_tmpfs", "gpu"):
@@ -243,6 +249,9 @@ class _Reader:
             mode = "ro"
             if len(parts) > 1 and parts[-1] in MODES:
                 mode = parts.pop()
+            elif len(parts) > 1 and parts[-1].lower() in MODES:  # ':RW' would otherwise be taken for a destination
+                self.fail(path, f"bind mode {parts[-1]!r} in {item!r} must be written in lower case",
+                          f"write :{parts[-1].lower()} (a mode is ro or rw, lower case)")
             if len(parts) > 2 or not all(parts):
                 self.fail(path, f"bad bind {item!r}", "write SRC[:DST][:ro|rw], or the long form {src: ..., dst: ..., mode: ro} for a path with ':'")
             src = self.text(parts[0], path)
@@ -256,12 +265,20 @@ class _Reader:
             dst = self.text(item["dst"], path + ("dst",)) if "dst" in item else None
             mode = item.get("mode", "ro")
             if mode not in MODES:
-                self.fail(path + ("mode",), f"unknown bind mode {mode!r}", "use ro or rw")
+                self.fail(path + ("mode",), f"unknown bind mode {mode!r}", "use ro or rw (lower case)")
             required = self.boolean(item.get("required", True), path + ("required",))
+        if not src.startswith("/"):
+            # Every message about this bind (SC301 "does not exist", SC306 …) shows its origin: say there what
+            # the relative source was taken relative to.
+            origin = Origin(f"{label}, source {src!r} relative to {self.base_dir} (the policy's folder)",
+                            self.file, origin.line)
         src = clean(posixpath.join(self.base_dir, src))  # relative to the policy's folder
         dst = dst or src
         if not dst.startswith("/"):
-            self.fail(path, f"bind destination {dst!r} is not absolute", "write a destination starting with '/'")
+            short = isinstance(item, str) and "/" not in dst
+            self.fail(path, f"bind destination {dst!r} is not absolute",
+                      "write a destination starting with '/'" + (" (after SRC, ':' is followed by a destination or a "
+                                                                  "mode, ro or rw in lower case)" if short else ""))
         return Bind(src=src, dst=clean(dst), mode=mode, required=required, origin=origin)
 
 
@@ -284,6 +301,16 @@ def split_short_bind(text: str) -> list[str]:
             current.append(char)
         i += 1
     return parts + ["".join(current)]
+
+
+def did_you_mean(given, choices, lead: str = "use one of") -> str:
+    """The fix for an unknown key or value: the closest known one first (case ignored), then all of them."""
+    known = f"{lead}: {', '.join(choices)}"
+    if not isinstance(given, str):
+        return known
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(given.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"did you mean {lowered[close[0]]!r}? ({known})" if close else known
 
 
 def _name(path: tuple) -> str:

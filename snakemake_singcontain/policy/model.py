@@ -52,6 +52,7 @@ class Layer:
     writable_tmpfs: bool | None = None
     gpu: bool | None = None
     workdir: str | None = None  # ro | rw: the workdir's mode in a contained job
+    scratch: str | None = None  # a host folder in which each job gets its own /tmp; "" for none
     protected: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
@@ -102,6 +103,7 @@ class Settings:
     writable_tmpfs: bool
     gpu: bool
     workdir: str
+    scratch: str
     protected: tuple[str, ...]
     args: tuple[str, ...]
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -4,7 +4,7 @@ Precedence, lowest first: built-ins < `defaults` < presets named in `use` (defau
 matching entry's, in order; a preset's own `use` comes before it) < matching glob keys (file order) <
 the exact rule name < plugin adjustments. A preset used twice (directly or through other presets) is
 applied once, at its first place. Merging, layer by layer:
-- scalars (containment, network, cleanenv, writable_tmpfs, gpu, workdir, auto_binds): the later layer wins;
+- scalars (containment, network, cleanenv, writable_tmpfs, gpu, workdir, scratch, auto_binds): the later layer wins;
 - binds: accumulate; a later bind to the same destination replaces the earlier one; "-/dst" drops the
   bind of that destination inherited so far (from defaults or a preset);
 - use: "-name" drops a preset that an earlier layer (defaults) uses;
@@ -23,10 +23,10 @@ BUILTIN_PROTECTED = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc",
 BUILTIN = Layer(
     origin=Origin("built-in", "snakemake-singcontain"),
     containment="contain", namespaces=(), network="none", cleanenv=False, env=(),
-    auto_binds=AutoBinds(), writable_tmpfs=False, gpu=False, workdir="ro", protected=BUILTIN_PROTECTED,
+    auto_binds=AutoBinds(), writable_tmpfs=False, gpu=False, workdir="ro", scratch="", protected=BUILTIN_PROTECTED,
 )
 
-SCALARS = ("containment", "network", "cleanenv", "writable_tmpfs", "gpu", "workdir", "auto_binds")
+SCALARS = ("containment", "network", "cleanenv", "writable_tmpfs", "gpu", "workdir", "scratch", "auto_binds")
 
 
 def is_pattern(key: str) -> bool:

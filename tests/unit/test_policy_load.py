@@ -5,6 +5,7 @@ import pytest
 from sc_unit import job, runtime
 from snakemake_singcontain.checker import Checker
 from snakemake_singcontain.errors import PolicyError
+from snakemake_singcontain.findings import render as render_findings
 from snakemake_singcontain.plugins import plugin_manager
 from snakemake_singcontain.policy import Bind, load_policy
 from snakemake_singcontain.policy.expand import BadSyntax, UnsetVariable, expand
@@ -322,3 +323,59 @@ def test_diamond_use_is_not_a_cycle(site):
     c = checker_for(site, "version: 1\npresets:\n  base: {gpu: true}\n  l: {use: [base]}\n  r: {use: [base]}\n"
                           "rules:\n  a: {use: [l, r]}\n")
     assert c.settings("a").gpu is True
+
+
+# --- messages a first-time user meets ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item", ["/data:RW", "/data:Ro", "/data:/d:RW", "/data:rW"])
+def test_a_wrong_case_mode_says_modes_are_lower_case(site, item):
+    path = site.write(f"version: 1\ndefaults:\n  binds:\n    - {item}\n")
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, env={})
+    assert err.value.line == 4 and "lower case" in err.value.message and "not absolute" not in err.value.message
+    assert f":{item.rsplit(':', 1)[1].lower()}" in err.value.fix and "ro or rw" in err.value.fix
+
+
+def test_a_short_non_path_destination_hints_at_the_mode(site):
+    path = site.write("version: 1\ndefaults:\n  binds:\n    - /data:w\n")
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, env={})
+    assert "'w'" in err.value.message and "ro or rw" in err.value.fix
+
+
+def test_a_relative_sources_finding_says_what_it_was_relative_to(site):
+    policy = "version: 1\nrules:\n  a:\n    binds: ['refdata:/ref']\n"
+    c = Checker(site.policy(policy, name="config/containment.yaml", env={}), runtime(), plugin_manager(),
+                workdir=site.workdir, rule_kinds={"a": "shell"}, environ={})
+    missing = [f for f in c.check([job("a")]) if f.code == "SC301"]
+    assert missing, c.check([job("a")])
+    config = site.path("config")
+    told = render_findings(missing)
+    assert f"{config}/refdata does not exist" in told
+    assert f"'refdata' relative to {config} (the policy's folder)" in told and "containment.yaml:4" in told
+
+
+@pytest.mark.parametrize("text, line, meant", [
+    ("version: 1\nrulez: {}\n", 2, "rules"),
+    ("version: 1\nDefaults: {}\n", 2, "defaults"),
+    ("version: 1\ndefaults:\n  containmnet: contain\n", 3, "containment"),
+    ("version: 1\nrules:\n  a:\n    namespace: [pid]\n", 4, "namespaces"),
+    ("version: 1\ndefaults:\n  binds:\n    - {src: /a, dest: /b}\n", 4, "dst"),
+    ("version: 1\ndefaults:\n  auto_binds: {input: ro}\n", 3, "inputs"),
+    ("version: 1\nrules:\n  a:\n    containment: containal\n", 4, "containall"),
+    ("version: 1\nruntime: apptainr\n", 2, "apptainer"),
+    ("version: 1\ndefaults:\n  namespaces: [ipcs]\n", 3, "ipc"),
+])
+def test_unknown_names_get_a_did_you_mean(site, text, line, meant):
+    path = site.write(text)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, env={})
+    assert err.value.line == line and err.value.fix.startswith(f"did you mean {meant!r}?"), str(err.value)
+
+
+def test_no_did_you_mean_for_a_name_like_none_of_them(site):
+    path = site.write("version: 1\ndefaults:\n  zzzzzz: 1\n")
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, env={})
+    assert "did you mean" not in err.value.fix and "containment" in err.value.fix

@@ -21,8 +21,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 
@@ -74,7 +76,7 @@ def _check_snakemake(workflow) -> None:
     version = getattr(snakemake, "__version__", "unknown")
     major = version.split(".")[0]
     moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
-                               "configfiles", "_onstart", "_onsuccess", "_onerror")
+                               "configfiles", "_onstart", "_onsuccess", "_onerror", "persistence")
              if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
     from snakemake.deployment import singularity
 
@@ -247,6 +249,7 @@ class _Bridge:
         self._changed: list[str] | None = None
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
         self._recorder: records.Recorder | None = None
+        self._scratch: dict[int, str] = {}  # a running job's arguments -> its own /tmp folder, removed at its end
 
     @property
     def use_apptainer(self) -> bool:
@@ -341,6 +344,9 @@ class _Bridge:
                 raise
             finally:
                 self._record(rule, call.arguments, started, status)
+                scratch = self._scratch.pop(id(call.arguments), None)
+                if scratch:
+                    shutil.rmtree(scratch, ignore_errors=True)
 
         run_contained._singcontain = True
         return run_contained
@@ -363,11 +369,14 @@ class _Bridge:
         if settings.isolates and resources.get("shell_exec"):
             refuse.append("SC108 its shell_exec resource would replace the program that starts the container")
         shadow = a.get("shadow_dir")
+        scratch = None
+        if settings.scratch and settings.containment != "none" and os.path.isdir(settings.scratch):
+            scratch = tempfile.mkdtemp(prefix=f"{rule}-", dir=settings.scratch)  # removed when the job ends
         inputs, outputs = tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ())
         directories = _directories(a["output"], snakemake_rule.output)
         job = JobSpec(rule, inputs, outputs, dict(a["wildcards"].items()), image,
                       support=_snakemake_binds(kind, a.get("runtime_paths")), directories=directories,
-                      shadow=os.path.abspath(shadow) if shadow else None,
+                      shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch,
                       real_folders=self._real_folders.of(inputs + outputs, directories))
         findings = self.checker.check([job], whole_workflow=False) + self._escape_hatch_findings([rule])
         refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
@@ -383,6 +392,8 @@ class _Bridge:
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             self._refuse(job.label, f"SC209 {err}")
         self._ran[id(a)] = (image, argv + self.global_args, resolved)
+        if scratch:
+            self._scratch[id(a)] = scratch
         return shlex.join(argv + self.global_args)
 
     def _refuse(self, label: str, why: str):
@@ -569,6 +580,8 @@ class _Bridge:
         per_rule: dict[str, Settings] = {}  # the job loop stays cheap
         directory_rules: dict[str, bool] = {}  # rule -> has a directory() output
         runtime_paths = getattr(self.workflow, "runtime_paths", ())  # 9.x; what a job's function receives
+        # A shadow job writes its relative outputs in a folder of its own there, made when it starts.
+        shadow = os.path.join(os.path.abspath(self.workflow.persistence.shadow_path), "(the job's own)")
         support = {kind: _snakemake_binds(kind, runtime_paths) for kind in set(self.kinds.values())}
         for job in snakemake_jobs:
             self._checked.add(job)
@@ -596,6 +609,7 @@ class _Bridge:
             outputs = tuple(job.output) + tuple(job.log)
             jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
                                 support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
+                                shadow=shadow if job.rule.shadow_depth else None,
                                 real_folders=self._real_folders.of(inputs + outputs, directories)))
         findings += self.checker.check(jobs, whole_workflow=first)
         rules = set(per_rule)
@@ -611,7 +625,8 @@ class _Bridge:
             findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
-                                 with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS") == "1")
+                                 with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS") == "1",
+                                 urls={path: url for url, path in images.items()})
             audit["checkpoints"] = sorted({r.name for r in self.workflow.rules if getattr(r, "is_checkpoint", False)})
             with open(os.environ["SINGCONTAIN_REPORT"], "w") as f:
                 json.dump(audit, f)

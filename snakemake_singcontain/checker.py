@@ -63,7 +63,8 @@ class Checker:
         key = (rule, image)
         if key not in self._rule_plans:
             settings = self.settings(rule)
-            missing = frozenset(b.src for b in settings.binds if not os.path.exists(b.src))
+            sources = [b.src for b in settings.binds] + ([settings.scratch] if settings.scratch else [])
+            missing = frozenset(src for src in sources if not os.path.exists(src))
             defaults = self.runtime.default_mounts if self.runtime else ()
             self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
                                               self.floors, defaults, missing, self._real_sources(settings.binds),

@@ -22,8 +22,9 @@ SUPPORT = Origin("snakemake", "Snakemake's own files")
 WORKDIR = Origin("workdir", "Snakemake --home")
 STATE = Origin("state", "Snakemake's state folder (.snakemake)")
 SHADOW = Origin("shadow", "the job's shadow folder")
+SCRATCH = Origin("scratch", "the job's own /tmp (policy scratch)")
 DEFAULT = Origin("runtime default mount", "the runtime's configuration")
-NOT_POLICY = {o.layer for o in (AUTO, INPUT, SUPPORT, WORKDIR, STATE, SHADOW, DEFAULT)}
+NOT_POLICY = {o.layer for o in (AUTO, INPUT, SUPPORT, WORKDIR, STATE, SHADOW, SCRATCH, DEFAULT)}
 # An input bound file by file costs one --bind each; Snakemake starts the container through `sh -c` with
 # one argument, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
 MAX_INPUT_BINDS = 256
@@ -43,6 +44,7 @@ class JobSpec:
     directories: frozenset[str] = frozenset()  # outputs that are directory()
     benchmarks: tuple[str, ...] = ()  # written by Snakemake on the host after the job
     shadow: str | None = None  # the job's shadow folder, known only when it starts
+    scratch: str | None = None  # the job's own host folder for /tmp (policy `scratch`), made when it starts
     real_folders: Mapping[str, str] = field(default_factory=dict)  # folder of a job file -> its real path, where
     # they differ (a symlinked data/ or scratch/): the container must show the real folder, at its own path
 
@@ -199,6 +201,8 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     base = job.shadow or workdir
     if job.shadow:
         _bind(mounts, auto, job.shadow, job.shadow, "rw", SHADOW)
+    if job.scratch:
+        _bind(mounts, auto, job.scratch, "/tmp", "rw", SCRATCH)
 
     def escapes(raw: str, path: str, mount: Mount | None, same: bool) -> bool:
         """A path that leaves the workdir through '..' (data-built, e.g. a wildcard) and no policy bind (nor

@@ -16,9 +16,10 @@ from .plan import JobSpec
 
 
 def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding], environ: Mapping[str, str],
-          with_jobs: bool = False) -> dict:
+          with_jobs: bool = False, urls: Mapping[str, str] | None = None) -> dict:
+    """`urls`: an image's local path -> the image as the workflow names it (docker://…), shown instead."""
     counts = Counter(job.rule for job in jobs)
-    images = {job.rule: job.image for job in jobs}
+    images = {job.rule: (urls or {}).get(job.image, job.image) for job in jobs}
     rules = {}
     for rule in sorted(counts):
         s = checker.settings(rule)
@@ -30,6 +31,8 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
             # Without a net namespace the job has the host's network (measured: eth0 inside).
             "network": s.network if "net" in s.effective_namespaces else "host",
             "workdir": s.workdir if s.containment != "none" else "rw",
+            # Without scratch, a contained job's /tmp is Apptainer's small in-memory folder (64 MiB by default).
+            "tmp": "host's /tmp" if s.containment == "none" else f"scratch in {s.scratch}" if s.scratch else "in-memory",
             "writable_tmpfs": s.writable_tmpfs,
             "gpu": s.gpu,
             "args": list(s.args),

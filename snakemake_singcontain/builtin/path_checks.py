@@ -48,6 +48,9 @@ def singcontain_check_rule(plan, runtime):
         if hit:
             yield Finding("SC306", ERROR, rule, f"{bind.src} -> {bind.dst} is bound writable and exposes protected {hit}",
                           "bind it read-only (mode: ro), or write elsewhere", where=where)
+    if s.scratch and s.scratch in plan.missing and s.containment != "none":
+        yield Finding("SC301", ERROR, rule, f"scratch folder {s.scratch} does not exist on this host",
+                      "create it, or correct the policy's scratch", where=s.origins.get("scratch"))
     for bind in s.binds if s.containment != "none" or s.effective_namespaces else ():  # what the namespaces hide
         kernel = next((p for p in KERNEL_FILESYSTEMS for x in (bind.src, bind.dst, plan.real_sources.get(bind.src, bind.src))
                        if under(x, p) or under(p, x)), None)
@@ -60,7 +63,7 @@ def singcontain_check_rule(plan, runtime):
                       where=s.origins.get("namespaces"))
 
 
-JOB_LAYERS = ("auto-bind", "input", "workdir", "state", "shadow", "snakemake")  # binds made from the job's paths
+JOB_LAYERS = ("auto-bind", "input", "workdir", "state", "shadow", "scratch", "snakemake")  # binds made from the job's paths
 PROBLEMS = {  # plan problem kind -> code, what it is, the fix
     "input": ("SC401", "input {path} is not visible in the container: {why}",
               "bind its folder (binds:) or enable auto_binds.inputs"),

@@ -58,12 +58,18 @@ def render_check(audit: dict) -> str:
     if findings:
         parts.append(render_findings_by_rule(findings))
     if rules:
-        header = ["rule", "containment", "namespaces", "cleanenv", "binds ro", "binds rw", "image", "jobs"]
+        header = ["rule", "containment", "namespaces", "cleanenv", "binds ro", "binds rw", "/tmp", "image", "jobs"]
         rows = [[name, r["containment"], _namespaces(r), "yes" if r.get("cleanenv") else "no",
-                 str(len(r.get("binds_ro", []))), str(len(r.get("binds_rw", []))), r.get("image") or "-",
-                 str(r["jobs"])] for name, r in sorted(rules.items())]
+                 str(len(r.get("binds_ro", []))), str(len(r.get("binds_rw", []))), r.get("tmp", "-"),
+                 r.get("image") or "-", str(r["jobs"])] for name, r in sorted(rules.items())]
         parts.append(table(header, rows))
         parts.append(count_summary(audit))
+        if any(r.get("tmp") == "in-memory" for r in rules.values()):
+            parts.append("/tmp in-memory: Apptainer's small folder (64 MiB by default); a rule that writes large "
+                         "temporary files needs `scratch: ${TMPDIR:-/var/tmp}` (docs/policy.md#scratch).")
+        if audit.get("checkpoints"):
+            parts.append(f"Checkpoints: {', '.join(audit['checkpoints'])}. The jobs they add are not known yet; each "
+                         "is checked the same way once its checkpoint has run, before it is submitted.")
     else:
         parts.append("Nothing to check: Snakemake has no job to run for these targets (their outputs are up to date).\n"
                      f"`{PROG} report` checks every job (--forceall); so does adding --forceall here.")
@@ -78,8 +84,8 @@ def _runtime_binary() -> str:
         major = 9
     return "singularity" if major < 9 else "apptainer"
 
-SETTING_ORDER = ("containment", "workdir", "namespaces", "network", "cleanenv", "env", "auto_binds", "writable_tmpfs",
-                 "gpu", "args")
+SETTING_ORDER = ("containment", "workdir", "tmp", "namespaces", "network", "cleanenv", "env", "auto_binds",
+                 "writable_tmpfs", "gpu", "args")
 
 
 def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
@@ -88,6 +94,7 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
     values = {
         "containment": rule.get("containment"),
         "workdir": rule.get("workdir", "rw"),
+        "tmp": rule.get("tmp", "-"),
         "namespaces": ", ".join(rule.get("namespaces") or []) or "-",
         "cleanenv": "yes" if rule.get("cleanenv") else "no",
         "env": ", ".join(rule.get("env") or []) or "-",
@@ -107,7 +114,7 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
             continue
         value = values[key]
         value = ("yes" if value else "no") if isinstance(value, bool) else str(value)
-        origin = short_origin(origins.get(key), cwd)
+        origin = short_origin(origins.get("scratch" if key == "tmp" else key), cwd)
         if key == "namespaces" and containall:
             origin += "; pid and ipc come with containall"
         if key == "cleanenv" and containall:

@@ -1,0 +1,5 @@
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [touch, results/cwl/out.txt]
+inputs: []
+outputs: []

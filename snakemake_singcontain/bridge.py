@@ -246,6 +246,7 @@ class _Bridge:
         self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
         self._real_folders = _RealFolders()
+        self._env_judged: dict[tuple, list] = {}  # (rule, threads, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
         self._recorder: records.Recorder | None = None
@@ -337,6 +338,7 @@ class _Bridge:
             started, status = time.time(), 1
             try:
                 result = original(*call.args, **call.kwargs)
+                self._after_job(call.arguments)
                 status = 0
                 return result
             except subprocess.CalledProcessError as err:
@@ -438,6 +440,28 @@ class _Bridge:
 
         workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
 
+    def _after_job(self, a: dict) -> None:
+        """Snakemake acts on a job's outputs in its own host process when the job ends: chmod of protected()
+        outputs, .snakemake_timestamp in directory() outputs, reading report() outputs. Each follows a symlink,
+        so a symlink the job left that leads to a host file the job could not see is removed, and the job fails."""
+        ran = self._ran.get(id(a))
+        if ran is None or not ran[2].rule.contained:
+            return
+        plan = ran[2]
+        base = plan.job.shadow or plan.rule.workdir
+        paths = [os.path.join(base, p) for p in plan.job.outputs]
+        paths += [os.path.join(d, ".snakemake_timestamp") for d in plan.job.directories]
+        planted = []
+        for path in paths:
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                if path.endswith("/.snakemake_timestamp") or plan.access(target) is None:
+                    planted.append(f"{path} -> {os.readlink(path)}")
+                    os.unlink(path)
+        if planted:
+            self._refuse(plan.job.label, "SC410 it left symlinks that Snakemake would follow on the host, to files "
+                         "the job could not see (removed): " + ", ".join(planted))
+
     def _record(self, snakemake_rule, a: dict, started: float, status: int) -> None:
         """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
         ran = self._ran.pop(id(a), None)
@@ -514,16 +538,18 @@ class _Bridge:
         return findings
 
     def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
-        """SC209 with the environment this job's shell will have (its threads and tmpdir included)."""
-        env = _job_environment(job.threads, job.resources)
-        found = []
-        for name in settings.env:
-            try:
-                env_pair(name, env.get(name, ""))
-            except ValueError as err:
-                found.append(Finding("SC209", ERROR, rule, str(err), f"change the value of {name}, or drop it from "
-                                     "the rule's env", job=str(job)))
-        return found
+        """SC209 with the environment this job's shell will have (its threads and tmpdir included); judged once
+        per rule, thread count and tmpdir."""
+        key = (rule, job.threads, str(job.resources.get("tmpdir")))
+        if key not in self._env_judged:
+            env = _job_environment(job.threads, job.resources)
+            self._env_judged[key] = []
+            for name in settings.env:
+                try:
+                    env_pair(name, env.get(name, ""))
+                except ValueError as err:
+                    self._env_judged[key].append((str(err), f"change the value of {name}, or drop it from the rule's env"))
+        return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
 
     def _image_findings(self, rule: str, url: str, path: str) -> list[Finding]:
         findings = []
@@ -646,8 +672,8 @@ class _Bridge:
     def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
         """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
         findings = []
-        shell_exec = job.resources.get("shell_exec")
-        if shell_exec:
+        shell_exec = job.resources.get("shell_exec")  # Snakemake 8 shows a string resource as <TBD> here
+        if shell_exec is not None:
             findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the "
                                     "host program that starts the container", "drop shell_exec for this rule (from the "
                                     "Snakefile, a profile or --default-resources)", job=str(job)))

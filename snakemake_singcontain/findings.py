@@ -38,6 +38,7 @@ CODES = {
     "SC407": "a job file leaves the workdir through '..' and no policy bind shows it",
     "SC408": "a benchmark file lies in a folder the job can write",
     "SC409": "too many inputs lie in the job's writable output folders to bind each read-only",
+    "SC410": "after the job: an output is a symlink to a host file the job could not see (removed, job failed)",
     "SC501": "on the node: the policy, a configfile, a Snakefile or an image changed since the check (job refused)",
     "SC502": "on the node: a writable folder now leads elsewhere than when it was checked (job refused)",
 }

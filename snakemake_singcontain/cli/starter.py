@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .run import CliError, PROG, QUIET, trim_snakemake_output
 

@@ -19,7 +19,6 @@ Anything else found is refused (fail closed) with a message naming the Snakemake
 import inspect
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -28,13 +27,12 @@ import tempfile
 import time
 from dataclasses import replace
 
-from . import records, report, seal
-from .apptainer_flags import owned, unsafe_args, unsafe_environment
-from .argv import JOB_VARIABLES, apptainer_args, bind_args, env_pair, settings_args, smuggled_variables
+from . import jobstart, records, report, run_checks, seal
+from .argv import apptainer_args, bind_args, settings_args
 from .checker import Checker
 from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
-from .plan import AUTO, INPUT, SHADOW, JobPlan, JobSpec
+from .plan import AUTO, INPUT, SHADOW, JobSpec
 from .plugins import plugin_manager
 from .policy import Settings, load_policy, load_site
 from .runtime import SmokeResult, detect, smoke_test
@@ -45,10 +43,7 @@ RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "containe
 PREFIX = "snakemake-singcontain"
 MARKER = "--singcontain-policy="
 SITE_FILE = "/etc/singcontain/site.yaml"
-TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
 HOST_KINDS = {"run": "run:", "template": "template_engine:", "cwl": "cwl:"}  # their code runs in Snakemake's process
-SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
-REMOTE_IMAGE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
 def _workflow_error(message: str):
@@ -172,16 +167,6 @@ def _wrap_shellcmd() -> None:
     singularity.shellcmd = shellcmd
 
 
-def _job_environment(threads, resources) -> dict[str, str]:
-    """The environment Snakemake gives a job's shell: its own plus the per-job thread counts and tmpdir
-    (shell.py sets them in the job's process only). Under cleanenv, the policy's `env` picks from it."""
-    env = dict(os.environ, **{name: str(threads) for name in JOB_VARIABLES})
-    tmpdir = (resources or {}).get("tmpdir")
-    if tmpdir:
-        env.update(dict.fromkeys(TMP_VARIABLES, str(tmpdir)))
-    return env
-
-
 def _rule_kind(rule) -> str | None:
     for kind, attr in (("shell", "shellcmd"), ("script", "script"), ("notebook", "notebook"),
                        ("wrapper", "wrapper"), ("cwl", "cwl"), ("template", "template_engine")):
@@ -210,25 +195,6 @@ def _site():
     return load_site(path) if path else None
 
 
-class _RealFolders:
-    """Where the folders of job files really lead (a symlinked data/ or scratch/), asked once per folder."""
-
-    def __init__(self):
-        self._cache: dict[str, str] = {}
-
-    def of(self, paths, directories=frozenset()) -> dict[str, str]:
-        found = {}
-        for path in paths:
-            path = os.path.abspath(path)
-            for folder in ((path,) if path in directories else ()) + (os.path.dirname(path),):
-                real = self._cache.get(folder)
-                if real is None:
-                    real = self._cache[folder] = os.path.realpath(folder)
-                if real != folder:
-                    found[folder] = real
-        return found
-
-
 def _directories(outputs, patterns=None) -> frozenset[str]:
     """The directory() outputs; `patterns` (the rule's outputs) carry the flag where `outputs` are plain
     strings, as in a rule function's arguments."""
@@ -245,7 +211,7 @@ class _Bridge:
         self._seal: seal.Seal | None = None
         self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
-        self._real_folders = _RealFolders()
+        self._real_folders = jobstart.RealFolders()
         self._env_judged: dict[tuple, list] = {}  # (rule, threads, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
@@ -380,15 +346,18 @@ class _Bridge:
                       support=_snakemake_binds(kind, a.get("runtime_paths")), directories=directories,
                       shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch,
                       real_folders=self._real_folders.of(inputs + outputs, directories))
-        findings = self.checker.check([job], whole_workflow=False) + self._escape_hatch_findings([rule])
+        findings = self.checker.check([job], whole_workflow=False)
+        findings += run_checks.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
         refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
         plan = self.checker.job_plan(job)
-        refuse += self._node_changes(image, plan, job)
+        if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process
+            self._changed = seal.changed_files(self.sealed)
+        refuse += jobstart.changes_since_check(self.sealed, image, plan, self._changed or [])
         if refuse:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
             self._refuse(job.label, "; ".join(refuse))
-        env = _job_environment(a.get("threads", 1), resources)
-        resolved = self._resolved(plan)
+        env = jobstart.job_environment(a.get("threads", 1), resources)
+        resolved = jobstart.resolved(plan)
         try:
             argv = apptainer_args(resolved, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
@@ -441,26 +410,12 @@ class _Bridge:
         workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
 
     def _after_job(self, a: dict) -> None:
-        """Snakemake acts on a job's outputs in its own host process when the job ends: chmod of protected()
-        outputs, .snakemake_timestamp in directory() outputs, reading report() outputs. Each follows a symlink,
-        so a symlink the job left that leads to a host file the job could not see is removed, and the job fails."""
         ran = self._ran.get(id(a))
-        if ran is None or not ran[2].rule.contained:
-            return
-        plan = ran[2]
-        base = plan.job.shadow or plan.rule.workdir
-        paths = [os.path.join(base, p) for p in plan.job.outputs]
-        paths += [os.path.join(d, ".snakemake_timestamp") for d in plan.job.directories]
-        planted = []
-        for path in paths:
-            if os.path.islink(path):
-                target = os.path.realpath(path)
-                if path.endswith("/.snakemake_timestamp") or plan.access(target) is None:
-                    planted.append(f"{path} -> {os.readlink(path)}")
-                    os.unlink(path)
-        if planted:
-            self._refuse(plan.job.label, "SC410 it left symlinks that Snakemake would follow on the host, to files "
-                         "the job could not see (removed): " + ", ".join(planted))
+        if ran is not None and ran[2].rule.contained:
+            planted = jobstart.remove_planted_symlinks(ran[2])
+            if planted:
+                self._refuse(ran[2].job.label, "SC410 it left symlinks that Snakemake would follow on the host, to "
+                             "files the job could not see (removed): " + ", ".join(planted))
 
     def _record(self, snakemake_rule, a: dict, started: float, status: int) -> None:
         """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
@@ -483,89 +438,27 @@ class _Bridge:
             "outputs": [str(p) for p in a["output"]], "start": started, "end": time.time(),
             "exit_status": status})
 
-    def _node_changes(self, image: str, plan: JobPlan, job: JobSpec) -> list[str]:
-        """What changed since the check: files a job's own process re-read, the image, and symlinks on the
-        job's writable folders."""
-        sealed = self.sealed
-        refuse = []
-        if self.policy is None:  # a job's own process (node, subprocess): it re-read these
-            if self._changed is None:
-                self._changed = seal.changed_files(sealed)  # once per process
-            refuse += [f"SC501 {path} changed since the check on the submit host" for path in self._changed]
-        pulled = os.path.abspath(os.path.join(".snakemake", "singularity"))
-        if not os.path.abspath(image).startswith(pulled + os.sep):  # Snakemake's own pull cache: read-only to jobs
-            why = seal.changed_image(sealed, image)
-            refuse += [f"SC501 {why}"] if why else []
-        # The job's folders as written (the plan binds where they lead now): a folder a job swapped for a
-        # symlink since the check shows up on the way to them.
-        writable = {os.path.dirname(os.path.abspath(p)) for p in job.outputs} | set(job.directories)
-        writable |= {b.src for b in plan.rule.settings.binds if b.mode == "rw"}
-        refuse += [f"SC502 {folder} is now a symlink to {target}, which the check did not see"
-                   for folder, target in seal.unchecked_links(sorted(writable), sealed.links)]
-        return refuse
-
-    @staticmethod
-    def _resolved(plan: JobPlan) -> JobPlan:
-        """Bind sources as they really are right now (Apptainer follows symlinks), writable folders created:
-        Snakemake makes output folders itself, but not a directory() output."""
-        binds = []
-        for bind in plan.binds:
-            if bind.mode == "rw" and bind.origin is AUTO and not os.path.exists(bind.src):
-                os.makedirs(bind.src, exist_ok=True)
-            real = os.path.realpath(bind.src)
-            binds.append(replace(bind, src=real) if real != bind.src else bind)
-        return replace(plan, binds=tuple(binds))
-
-    def _escape_hatch_findings(self, rules) -> list[Finding]:
-        """What outside the policy would change a rule's container: --apptainer-args, APPTAINER_* variables,
-        APPTAINERENV_* variables under a cleaned environment, unpassable allowed values. Told once per run
-        (for the first rule) where it concerns every rule."""
-        found = [("SC104", f"--apptainer-args passes {word!r}, " + (
-                  "a flag the plugin sets from the policy" if owned(word) else "which is not on the allow-list of "
-                  "Apptainer flags that cannot widen what a job sees"), "drop it from --apptainer-args (and "
-                  "the profile), and express it with the policy's own keys") for word in unsafe_args(self.global_args)]
-        found += [("SC104", f"the environment variable {name} would change every container's flags behind the policy",
-                   f"unset {name} before running Snakemake, and express it in the policy")
-                  for name in unsafe_environment(os.environ)]
-        findings = [Finding(code, ERROR, ", ".join(sorted(rules)) if len(rules) < 4 else "every rule", message, fix)
-                    for code, message, fix in found]
-        for rule in rules:
-            settings = self.checker.settings(rule)
-            findings += [Finding("SC104", ERROR, rule, f"the environment variable {name} would put a variable into "
-                                 "the cleaned environment that the policy's env does not allow",
-                                 f"unset {name}, or add the variable to the rule's env")
-                         for name in smuggled_variables(settings, os.environ)]
-        return findings
-
     def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
-        """SC209 with the environment this job's shell will have (its threads and tmpdir included); judged once
-        per rule, thread count and tmpdir."""
+        """SC209 with the environment this job's shell will have; judged once per rule, threads and tmpdir."""
         key = (rule, job.threads, str(job.resources.get("tmpdir")))
         if key not in self._env_judged:
-            env = _job_environment(job.threads, job.resources)
-            self._env_judged[key] = []
-            for name in settings.env:
-                try:
-                    env_pair(name, env.get(name, ""))
-                except ValueError as err:
-                    self._env_judged[key].append((str(err), f"change the value of {name}, or drop it from the rule's env"))
+            env = jobstart.job_environment(job.threads, job.resources)
+            self._env_judged[key] = run_checks.unpassable_values(settings.env, env)
         return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
 
-    def _image_findings(self, rule: str, url: str, path: str) -> list[Finding]:
-        findings = []
-        for name in dict.fromkeys(n for n in (url, path) if n):  # no path without --sdm apptainer
-            if not SAFE_IMAGE.fullmatch(name):
-                findings.append(Finding("SC210", ERROR, rule, f"the image {name!r} has characters outside "
-                                        "[A-Za-z0-9._~/:@+=-]; Snakemake puts it into a shell command",
-                                        "rename the image file, or correct the container: value"))
-        if url.startswith("instance://"):
-            findings.append(Finding("SC210", ERROR, rule, f"the image {url!r} joins a running instance, whose "
-                                    "namespaces and mounts the rule's flags cannot change",
-                                    "point container: at the instance's image file instead"))
-        if not findings and path and not REMOTE_IMAGE.match(url) and not os.path.exists(path):
-            findings.append(Finding("SC211", ERROR, rule, f"the image {path} does not exist",
-                                    "correct the container: path, or mount the file system that holds it"))
-        return findings
+    def _node_local_findings(self, settings: dict[str, Settings], images: dict[str, str]) -> list[Finding]:
+        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder."""
+        plugin = self.workflow.executor_plugin
+        if plugin is None or self.workflow.local_exec:
+            return []
+        every = "every rule"
+        paths = [(every, "the workdir", os.getcwd()), (every, "the policy", self.policy_file),
+                 (every, "Snakemake's Python", sys.executable)]
+        paths += [(every, "the image", path) for path in images.values() if path]
+        for rule, s in settings.items():
+            paths += [(rule, "the writable bind of", b.src) for b in s.binds if b.mode == "rw"]
+            paths += [(rule, "the scratch folder", s.scratch)] if s.scratch else []
+        return run_checks.node_local_paths(plugin.name, paths)
 
     def _runtime_findings(self, rules) -> list[Finding]:
         """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""
@@ -622,7 +515,7 @@ class _Bridge:
                 url = job.container_img_url
                 if url not in images:
                     images[url] = job.container_img_path
-                    findings += self._image_findings(rule, url, images[url])
+                    findings += run_checks.image_findings(rule, url, images[url])
                 image = images[url]
             if settings.isolates:
                 findings += self._job_findings(rule, settings, job, use_apptainer and use_conda)
@@ -645,13 +538,14 @@ class _Bridge:
                 findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
                                         "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
                                         "so they would run on the host", "add --sdm apptainer to the command line or profile"))
-            findings += self._escape_hatch_findings(sorted(rules))
+            findings += run_checks.escape_hatches(sorted(rules), per_rule, self.global_args, os.environ)
+            findings += self._node_local_findings(per_rule, images)
             findings += self._runtime_findings([r for r in rules if per_rule[r].isolates])
         if not has_errors(findings):
             findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
-                                 with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS") == "1",
+                                 with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),
                                  urls={path: url for url, path in images.items()})
             audit["checkpoints"] = sorted({r.name for r in self.workflow.rules if getattr(r, "is_checkpoint", False)})
             with open(os.environ["SINGCONTAIN_REPORT"], "w") as f:

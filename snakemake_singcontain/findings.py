@@ -25,6 +25,7 @@ CODES = {
     "SC210": "an image name with characters outside the safe set",
     "SC211": "a local image file does not exist",
     "SC212": "the policy's `runtime` is not the program Snakemake runs",
+    "SC213": "a batch executor's job needs a path under a node-local folder (/tmp, /var/tmp)",
     "SC301": "a required bind source does not exist",
     "SC302": "an optional bind source does not exist and is skipped",
     "SC306": "a writable bind (or the writable workdir) on or under a protected path, or of /, compared by real path",

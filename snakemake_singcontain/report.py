@@ -16,8 +16,10 @@ from .plan import JobSpec
 
 
 def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding], environ: Mapping[str, str],
-          with_jobs: bool = False, urls: Mapping[str, str] | None = None) -> dict:
-    """`urls`: an image's local path -> the image as the workflow names it (docker://…), shown instead."""
+          with_jobs: str | None = None, urls: Mapping[str, str] | None = None) -> dict:
+    """with_jobs: "each" (one row per job) or "grouped" (one row per rule and identical flags, with a count: the
+    audit of a large workflow stays small). `urls`: an image's local path -> the image as the workflow names
+    it (docker://…), shown instead."""
     counts = Counter(job.rule for job in jobs)
     images = {job.rule: (urls or {}).get(job.image, job.image) for job in jobs}
     rules = {}
@@ -46,15 +48,19 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
     report = {"workdir": checker.workdir, "findings": [asdict(f) for f in findings], "rules": rules}
     if with_jobs:
         runtime = checker.runtime
-        report["jobs"] = []
+        rows: dict = {}
         for job in jobs:
             plan = checker.job_plan(job)
             try:
                 args = shlex.join(apptainer_args(plan, runtime, environ)) if job.image else None
             except ValueError as err:  # a path --bind cannot express: reported as SC206
                 args = f"(not expressible: {err})"
-            report["jobs"].append({"rule": job.rule, "job": job.label, "wildcards": dict(job.wildcards),
-                                   "outputs": list(job.outputs),
-                                   "image": job.image, "apptainer_args": args,
-                                   "binds": [asdict(b) | {"origin": str(b.origin)} for b in plan.binds]})
+            key = (job.rule, job.image, args) if with_jobs == "grouped" else len(rows)
+            if key in rows:
+                rows[key]["count"] += 1
+                continue
+            rows[key] = {"rule": job.rule, "job": job.label, "wildcards": dict(job.wildcards),
+                         "outputs": list(job.outputs), "image": job.image, "apptainer_args": args, "count": 1,
+                         "binds": [asdict(b) | {"origin": str(b.origin)} for b in plan.binds]}
+        report["jobs"] = list(rows.values())
     return report

@@ -55,7 +55,7 @@ WILDCARD_TARGET = "Target rules may not contain wildcards"
 
 def wildcards_needed(rule: str, user_args: list[str], policy: str | None) -> str:
     """What to type instead, with the wildcards and values of one of the rule's jobs when the DAG has one."""
-    run = run_snakemake(["--forceall"], user_args, jobs=True, policy=policy, progress=f"finding the jobs of {rule}…")
+    run = run_snakemake(["--forceall"], user_args, jobs="each", policy=policy, progress=f"finding the jobs of {rule}…")
     jobs = sorted((j for j in (run.audit or {}).get("jobs") or [] if j["rule"] == rule and j["wildcards"]),
                   key=lambda j: j["job"])
     if not jobs:
@@ -78,7 +78,8 @@ def cmd_explain(args, user_args: list[str]) -> int:
     if len(wildcards) != len(args.wildcards) or (wildcards and args.target != args.rule):
         raise CliError("--wildcards goes with RULE and takes K=V pairs: singcontain explain RULE --wildcards k=v")
     # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
-    run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs=True, policy=args.policy)
+    run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs="each",
+                        policy=args.policy)
     if run.audit is None and WILDCARD_TARGET in run.output:
         raise CliError(wildcards_needed(target, user_args, args.policy))
     audit = run.require_audit()
@@ -99,7 +100,7 @@ def cmd_explain(args, user_args: list[str]) -> int:
 
 
 def cmd_report(args, user_args: list[str]) -> int:
-    run = run_snakemake(["--forceall"], user_args, jobs=True, policy=args.policy)
+    run = run_snakemake(["--forceall"], user_args, jobs="each" if args.jobs else "grouped", policy=args.policy)
     audit = run.require_audit()
     text = json.dumps(audit, indent=2) + "\n" if args.format == "json" else render_markdown(audit, user_args)
     if args.output:
@@ -191,6 +192,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "[--format markdown|json] [-o FILE] ")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of to stdout")
+    p.add_argument("--jobs", action="store_true", help="one row per job (default: one per rule and identical flags, "
+                   "with a count)")
     p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).",
             "[--policy FILE] ")
     p.add_argument("--policy", metavar="FILE",

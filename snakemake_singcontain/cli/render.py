@@ -178,7 +178,9 @@ def render_markdown(audit: dict, user_args: list[str]) -> str:
         binds = "<br>".join(_md_code(f"{b['src']}:{b['dst']}:{b['mode']}")
                             + (" (auto)" if str(b.get("origin", "")).startswith("auto-bind") else "")
                             for b in j.get("binds", [])) or "-"
-        cells = [j["job"], r.get("containment", "?"), ", ".join(r.get("namespaces") or []) or "-"]
+        more = j.get("count", 1) - 1  # grouped: jobs of the rule with exactly these flags
+        label = f"{j['job']} (and {more} more with the same flags)" if more else j["job"]
+        cells = [label, r.get("containment", "?"), ", ".join(r.get("namespaces") or []) or "-"]
         out.append("| " + " | ".join([*map(_md, cells), binds, _md_code(j.get("apptainer_args"))]) + " |")
     if findings:
         out += ["", "## Findings", "", "```text", render_findings_by_rule(findings), "```"]

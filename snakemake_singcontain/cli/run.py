@@ -54,9 +54,10 @@ def snakemake_argv(extra: list[str], user_args: list[str]) -> list[str]:
     return [sys.executable, "-m", "snakemake", *QUIET, "--dry-run", *extra, *user_args]
 
 
-def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False, policy: str | None = None,
+def run_snakemake(extra: list[str], user_args: list[str], *, jobs: str | None = None, policy: str | None = None,
                   progress: str = PROGRESS) -> SnakemakeRun:
-    """`policy`: a policy file for a workflow whose Snakefile does not call contain() (SINGCONTAIN_POLICY)."""
+    """`jobs`: "each" or "grouped", the audit's rows of jobs (report.build). `policy`: a policy file for a
+    workflow whose Snakefile does not call contain() (SINGCONTAIN_POLICY)."""
     with tempfile.TemporaryDirectory(prefix="singcontain-") as tmp:
         path = os.path.join(tmp, "audit.json")
         env = dict(os.environ, SINGCONTAIN_REPORT=path)
@@ -64,7 +65,7 @@ def run_snakemake(extra: list[str], user_args: list[str], *, jobs: bool = False,
             env["SINGCONTAIN_POLICY"] = os.path.abspath(policy)
         env.pop("SINGCONTAIN_REPORT_JOBS", None)
         if jobs:
-            env["SINGCONTAIN_REPORT_JOBS"] = "1"
+            env["SINGCONTAIN_REPORT_JOBS"] = jobs
         if progress:
             print(f"{PROG}: {progress}", file=sys.stderr, flush=True)
         try:

@@ -152,6 +152,10 @@ rule read_conditions:
 REFUSALS = {
     "output under a read-only bind": ('version: 1\ndefaults:\n  binds: ["{site}:ro"]\n', "{site}/results/out.txt", "SC402"),
     "missing required bind source": ("version: 1\ndefaults:\n  binds: ['/nonexistent/sft:/cvmfs:ro']\n", "results/conditions.txt", "SC301"),
+    # HTCondor gives each job its own empty /tmp (MOUNT_UNDER_SCRATCH): a writable bind there would not
+    # receive the job's output on the submit host.
+    "writable bind under the node-local /tmp": ("version: 1\ndefaults:\n  binds: ['/tmp:/scratch:rw']\n",
+                                                "results/conditions.txt", "SC213"),
 }
 
 

@@ -188,9 +188,17 @@ def test_init_lists_rules_with_snakemake(image, clean):
     assert policy.defaults.containment == "contain" and policy.rules == ()
 
 
+def test_report_groups_jobs_with_the_same_flags(image, clean):
+    work, _, scratch = clean
+    run = singcontain(work, "report", "-o", "grouped.md", *config(image, scratch))
+    assert run.returncode == 0, run
+    text = (work / "grouped.md").read_text()
+    assert re.search(r"^\| simulate_mc\[sample=[ab]\] \(and 1 more with the same flags\) \| containall \|", text, re.M), text
+
+
 def test_report_lists_every_job(image, clean):
     work, _, scratch = clean
-    run = singcontain(work, "report", "-o", "audit.md", *config(image, scratch))
+    run = singcontain(work, "report", "--jobs", "-o", "audit.md", *config(image, scratch))
     assert run.returncode == 0, run
     text = (work / "audit.md").read_text()
     jobs_section = text.split("## Jobs")[1].split("\n## ")[0]

@@ -211,7 +211,7 @@ class _Bridge:
         self._seal: seal.Seal | None = None
         self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
-        self._real_folders = jobstart.RealFolders()
+        self._symlinks: dict[str, str | None] = {}  # input -> where it leads, if a symlink
         self._env_judged: dict[tuple, list] = {}  # (rule, threads, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
@@ -276,14 +276,26 @@ class _Bridge:
         return "singularity" if snakemake.__version__.startswith("8.") else "auto"
 
     def prepare_rules(self) -> None:
-        """Give rules the policy's fallback image and wrap every rule's function (once)."""
+        """Give rules the policy's fallback image and wrap every rule's function (once); with
+        rerun_on_change, give each a hidden param that changes with its containment and image."""
+        policy = self.policy if self.policy is not None else self.sealed
         for rule in self.workflow.rules:
             if _rule_kind(rule) is None or getattr(rule.run_func, "_singcontain", False):
                 continue
-            image = self.policy.image if self.policy is not None else self.sealed.image
+            image = policy.image
             if image and not rule.container_img and rule.container_img is not False:
                 rule.container_img = image
             rule.run_func = self._wrap(rule)
+            if policy.rerun_on_change:
+                rule.set_params(singcontain=self._rerun_param(rule))
+
+    def _rerun_param(self, rule) -> str:
+        """Snakemake's own `params` rerun trigger then reruns a job whose rule's settings or image changed."""
+        settings = records.settings_digest(seal.settings_data(self.checker.settings(rule.name)))
+        image = rule.container_img if isinstance(rule.container_img, str) else ""
+        if image and not run_checks.REMOTE_IMAGE.match(image) and os.path.isfile(image):
+            image = records.image_digest(image, os.getcwd())  # the content, once per image file and run
+        return f"containment {settings[:16]} image {image}"
 
     def _wrap(self, rule):
         original = rule.run_func
@@ -298,11 +310,11 @@ class _Bridge:
 
         def run_contained(*args, **kwargs):
             call = signature.bind(*args, **kwargs)
-            call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
-            if drops_runtime_paths:
-                call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
             started, status = time.time(), 1
             try:
+                call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
+                if drops_runtime_paths:
+                    call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
                 result = original(*call.args, **call.kwargs)
                 self._after_job(call.arguments)
                 status = 0
@@ -339,13 +351,13 @@ class _Bridge:
         shadow = a.get("shadow_dir")
         scratch = None
         if settings.scratch and settings.containment != "none" and os.path.isdir(settings.scratch):
-            scratch = tempfile.mkdtemp(prefix=f"{rule}-", dir=settings.scratch)  # removed when the job ends
+            scratch = tempfile.mkdtemp(prefix=f"{rule}-", dir=settings.scratch)
+            self._scratch[id(a)] = scratch  # removed when the job ends, refused or not
         inputs, outputs = tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ())
         directories = _directories(a["output"], snakemake_rule.output)
         job = JobSpec(rule, inputs, outputs, dict(a["wildcards"].items()), image,
                       support=_snakemake_binds(kind, a.get("runtime_paths")), directories=directories,
-                      shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch,
-                      real_folders=self._real_folders.of(inputs + outputs, directories))
+                      shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch)
         findings = self.checker.check([job], whole_workflow=False)
         findings += run_checks.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
         refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
@@ -363,8 +375,6 @@ class _Bridge:
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             self._refuse(job.label, f"SC209 {err}")
         self._ran[id(a)] = (image, argv + self.global_args, resolved)
-        if scratch:
-            self._scratch[id(a)] = scratch
         return shlex.join(argv + self.global_args)
 
     def _refuse(self, label: str, why: str):
@@ -528,8 +538,7 @@ class _Bridge:
             outputs = tuple(job.output) + tuple(job.log)
             jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
                                 support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
-                                shadow=shadow if job.rule.shadow_depth else None,
-                                real_folders=self._real_folders.of(inputs + outputs, directories)))
+                                shadow=shadow if job.rule.shadow_depth else None))
         findings += self.checker.check(jobs, whole_workflow=first)
         rules = set(per_rule)
         if first:
@@ -560,8 +569,11 @@ class _Bridge:
                         f"(sha256 {seal.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
 
     def _symlinked(self, path: str) -> str | None:
-        real = os.path.realpath(path) if os.path.islink(path) else None
-        return real if real != os.path.abspath(path) else None
+        """Where an input that is a symlink leads; asked once per path (jobs share their reference files)."""
+        if path not in self._symlinks:
+            real = os.path.realpath(path) if os.path.islink(path) else None
+            self._symlinks[path] = real if real != os.path.abspath(path) else None
+        return self._symlinks[path]
 
     def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
         """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
@@ -593,7 +605,8 @@ class _Bridge:
         links = {**(self._seal.links if self._seal else {}), **seal.symlinks_on(writable)}
         images = {path: seal.image_identity(path) for path in self._images.values() if os.path.exists(path)}
         run_id = self._seal.run_id if self._seal else records.new_run_id()
-        self._seal = seal.Seal(settings, self.policy.image, images=images, links=links, run_id=run_id)
+        self._seal = seal.Seal(settings, self.policy.image, images=images, links=links, run_id=run_id,
+                               rerun_on_change=self.policy.rerun_on_change)
         if self.workflow.dryrun:
             return
         for path in images:  # hashed once per run, here, not by every job

@@ -11,7 +11,8 @@ import pluggy
 
 from .errors import PolicyError
 from .findings import Finding
-from .plan import JobPlan, JobSpec, RulePlan, job_plan, rule_plan
+from .paths import clean
+from .plan import INPUT, JobPlan, JobSpec, RulePlan, job_plan, rule_plan, shape
 from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
 
@@ -72,9 +73,28 @@ class Checker:
         return self._rule_plans[key]
 
     def job_plan(self, job: JobSpec) -> JobPlan:
-        plan = job_plan(self.rule_plan(job.rule, job.image), job)
+        rule = self.rule_plan(job.rule, job.image)
+        key = shape(job)
+        shapes = rule.memo.setdefault("shapes", {})
+        if key is not None and key in shapes:
+            return replace(shapes[key], job=job)
+        plan = job_plan(rule, replace(job, real_folders=self._real_folders(job)) if not job.real_folders else job)
         real = self._real_sources(plan.binds)
-        return replace(plan, real_sources=real) if real else plan
+        plan = replace(plan, real_sources=real) if real else plan
+        if key is not None and not plan.problems and not any(b.origin is INPUT for b in plan.binds):
+            shapes[key] = plan  # the same binds for every job of this shape; file names only in problems
+        return plan
+
+    def _real_folders(self, job: JobSpec) -> dict[str, str]:
+        """Where the folders of the job's files really lead (a symlinked data/ or scratch/), once per folder."""
+        base = job.shadow or self.workdir
+        found = {}
+        for path in job.inputs + job.outputs:
+            path = clean(os.path.join(base, path))
+            for folder in ((path,) if path in job.directories else ()) + (os.path.dirname(path),):
+                if self._real(folder) != folder:
+                    found[folder] = self._real(folder)
+        return found
 
     def _real(self, path: str) -> str:
         if path not in self._real_paths:

@@ -23,25 +23,6 @@ def job_environment(threads, resources: Mapping | None) -> dict[str, str]:
     return env
 
 
-class RealFolders:
-    """Where the folders of job files really lead (a symlinked data/ or scratch/), asked once per folder."""
-
-    def __init__(self):
-        self._cache: dict[str, str] = {}
-
-    def of(self, paths, directories=frozenset()) -> dict[str, str]:
-        found = {}
-        for path in paths:
-            path = os.path.abspath(path)
-            for folder in ((path,) if path in directories else ()) + (os.path.dirname(path),):
-                real = self._cache.get(folder)
-                if real is None:
-                    real = self._cache[folder] = os.path.realpath(folder)
-                if real != folder:
-                    found[folder] = real
-        return found
-
-
 def changes_since_check(sealed: seal.Seal, image: str, plan: JobPlan, changed_files: list[str]) -> list[str]:
     """Why the job may not start as checked: files its process re-read (`changed_files`), the image, and
     symlinks on its writable folders that the check did not see."""

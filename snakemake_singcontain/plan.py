@@ -89,6 +89,16 @@ class RulePlan:
         return self.settings.workdir if self.settings.containment != "none" else "rw"
 
 
+def shape(job: JobSpec) -> tuple | None:
+    """What a job's plan depends on besides its rule, where only the folders of its files matter: jobs of one
+    rule with the same shape get the same binds (a large DAG's jobs mostly share a few shapes). None where
+    file names matter (symlinks, directory() outputs, benchmarks, shadow, scratch)."""
+    if job.symlinks or job.directories or job.benchmarks or job.shadow or job.scratch:
+        return None
+    folder = posixpath.dirname
+    return tuple(map(folder, job.outputs)), tuple(map(folder, job.inputs)), job.support
+
+
 def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: Settings,
               floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
               missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None,

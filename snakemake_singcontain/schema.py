@@ -141,6 +141,9 @@ def _top_properties() -> dict:
         "runtime": {"description": "The container runtime to check against, found on PATH; auto: apptainer, "
                                    "else singularity.",
                     "enum": list(RUNTIMES), "default": "auto"},
+        "rerun_on_change": {"description": "Rerun a rule's jobs when its containment settings or its image "
+                                           "(a local file's content) changed since they ran (Snakemake's params "
+                                           "rerun trigger; off by default).", "type": "boolean"},
         "image": {"description": "Image for rules that name none with `container:` (a .sif path or a docker:// "
                                  "URL); null: none.", "oneOf": [TEXT, {"type": "null"}]},
         "defaults": {"description": "Settings of every rule, below presets and `rules:` entries.", **layer},

@@ -27,6 +27,7 @@ class Seal:
     images: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # local image -> (size, mtime_ns)
     links: Mapping[str, str] = field(default_factory=dict)  # symlinked folder on a writable path -> its target
     run_id: str = ""  # where the jobs' containment records go (records.py)
+    rerun_on_change: bool = False
 
 
 def sha256(path: str) -> str:
@@ -70,7 +71,7 @@ def dumps(seal: Seal) -> str:
     return json.dumps({"format": FORMAT, "settings": {r: settings_data(s) for r, s in seal.settings.items()},
                        "image": seal.image, "run_id": seal.run_id,
                        "files": dict(seal.files), "images": {k: list(v) for k, v in seal.images.items()},
-                       "links": dict(seal.links)})
+                       "links": dict(seal.links), "rerun_on_change": seal.rerun_on_change})
 
 
 def loads(text: str) -> Seal:
@@ -78,7 +79,7 @@ def loads(text: str) -> Seal:
     if data.get("format") != FORMAT:
         raise ValueError(f"written by another version of snakemake-singcontain (format {data.get('format')})")
     return Seal({r: _settings(s) for r, s in data["settings"].items()}, data["image"], data["files"],
-                {k: tuple(v) for k, v in data["images"].items()}, data["links"], data["run_id"])
+                {k: tuple(v) for k, v in data["images"].items()}, data["links"], data["run_id"], data["rerun_on_change"])
 
 
 def changed_files(seal: Seal) -> list[str]:

@@ -12,7 +12,7 @@ from .expand import BadSyntax, UnsetVariable, expand
 from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Floor, Layer, Origin, Policy, Site
 from .yaml_lines import MAX_BYTES, load_with_lines
 
-TOP_KEYS = ("version", "runtime", "image", "defaults", "presets", "rules")
+TOP_KEYS = ("version", "runtime", "image", "rerun_on_change", "defaults", "presets", "rules")
 LAYER_KEYS = ("use", "containment", "namespaces", "network", "cleanenv", "env", "binds", "auto_binds",
               "writable_tmpfs", "gpu", "workdir", "scratch", "protected", "args")
 BIND_KEYS = ("src", "dst", "mode", "required")
@@ -83,8 +83,9 @@ class _Reader:
             image = self.text(image, ("image",))
         presets = self.mapping(data.get("presets", {}), ("presets",))
         rules = self.mapping(data.get("rules", {}), ("rules",))
+        rerun = self.boolean(data.get("rerun_on_change", False), ("rerun_on_change",))
         return Policy(
-            file=self.file, version=1, runtime=runtime, image=image,
+            file=self.file, version=1, runtime=runtime, image=image, rerun_on_change=rerun,
             defaults=self.layer(data.get("defaults", {}), ("defaults",), "defaults"),
             presets={name: self.layer(value, ("presets", name), f"preset {name}") for name, value in presets.items()},
             rules=tuple((key, self.layer(value, ("rules", key), f"rules[{key!r}]")) for key, value in rules.items()),

@@ -87,6 +87,7 @@ class Policy:
     defaults: Layer
     presets: Mapping[str, Layer]
     rules: tuple[tuple[str, Layer], ...]  # keys in file order: exact names and glob patterns
+    rerun_on_change: bool = False  # a changed containment or image reruns the rule's jobs (a hidden param)
 
 
 @dataclass(frozen=True)

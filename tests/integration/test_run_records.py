@@ -138,3 +138,19 @@ def test_records_of_slurm_jobs_come_from_the_nodes(work):
     kinds = {p.name: {json.loads(line)["kind"] for line in p.read_text().splitlines()} for p in folder.glob("*.jsonl")}
     assert sorted(map(sorted, kinds.values())) == [["job"]] * (len(kinds) - 1) + [["run"]], kinds
     assert records.runs(str(work))[-1]["status"] == "finished"
+
+
+@pytest.mark.parametrize("opt_in", [True, False])
+def test_a_containment_change_reruns_the_rule_only_on_request(work, opt_in):
+    policy = POLICY if not opt_in else "rerun_on_change: true\n" + POLICY
+    (work / "containment.yaml").write_text(policy % "contain")
+    run(work)
+    (work / "containment.yaml").write_text(policy % "containall")  # only rule two's containment changes
+    chown_tree(work)
+    dry = snakemake(work, "-n", "--config", f"image={work / 'img.sif'}")
+    assert dry.returncode == 0, dry
+    if opt_in:
+        assert "Params have changed since last execution" in dry.output and "rule two:" in dry.output, dry
+        assert "rule one:" not in dry.output, dry  # its containment is the same
+    else:
+        assert "Nothing to be done" in dry.output, dry

@@ -264,3 +264,22 @@ def test_args_origin_is_recorded_and_shown_by_sc104(site):
     assert c.settings("a").origins["args"] == f"rules['a'] ({file}:4)"
     f = expect(c.check([job("a")]), "SC104", ERROR, "a", "--pid")
     assert f.where == f"rules['a'] ({file}:4)"
+
+
+def test_a_rule_drops_an_inherited_bind_and_preset(site):
+    """A site-wide /cvmfs and DUST for every rule, but not for the one that runs on the host (issue: `binds: []`
+    and `use: []` removed nothing)."""
+    checker = site.checker("""\
+        version: 1
+        defaults: {use: [cvmfs], binds: ['${ROOT}/dust:rw']}
+        rules:
+          host_step: {containment: none, use: [-cvmfs], binds: ['-${ROOT}/dust']}
+        """, rules=("host_step", "other"), env={**site.env, "CVMFS_ROOT": site.dir("cvmfs")})
+    assert checker.settings("host_step").binds == ()
+    assert not checker.settings("host_step").isolates  # so it may run on the host
+    assert [b.dst for b in checker.settings("other").binds] == [site.dir("dust"), "/cvmfs"]
+
+
+def test_dropping_an_unknown_preset_is_an_error_naming_the_line(site):
+    with pytest.raises(PolicyError, match=r"containment.yaml:3: rules\['a'\] drops unknown preset 'cvmf'"):
+        site.checker("version: 1\nrules:\n  a: {use: [-cvmf]}\n")

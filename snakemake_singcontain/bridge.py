@@ -565,7 +565,8 @@ class _Bridge:
             from snakemake.logging import logger
 
             # One line that says the policy is in force (a run without it would look the same).
-            logger.info(f"{PREFIX}: {len(jobs)} jobs of {len(rules)} rules checked against {self.policy_file} "
+            counted = f"{len(jobs)} job{'s' * (len(jobs) != 1)} of {len(rules)} rule{'s' * (len(rules) != 1)}"
+            logger.info(f"{PREFIX}: {counted} checked against {self.policy_file} "
                         f"(sha256 {seal.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
 
     def _symlinked(self, path: str) -> str | None:

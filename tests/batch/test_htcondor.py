@@ -221,3 +221,20 @@ def test_bind_missing_on_node_reaches_the_terminal_in_one_line(node_refusal):
     log = next((work / ".snakemake" / "htcondor" / "read_conditions").glob("*.err"))
     for part in ("read_conditions", os.uname().nodename, f"bind source {site} does not exist", str(log)):
         assert part in lines[0], run
+
+
+def test_an_unmodified_workflow_runs_contained_on_the_execute_point(base, job_image):
+    """No contain() in the Snakefile, the policy named only on the submit host (SINGCONTAIN_POLICY, which the
+    job's getenv does not pass): the job's own Snakemake gets the policy from the main process."""
+    work, site = workflow(base, "unmodified", 'version: 1\ndefaults:\n  containment: containall\n'
+                          '  binds: ["{site}:/cvmfs:ro"]\n')
+    (work / "Snakefile").write_text(
+        'container: config["image"]\n\nrule all:\n    input: "results/seen.txt"\n\n'
+        'rule probe:\n    output: "results/seen.txt"\n'
+        '    shell: "readlink /proc/self/ns/pid > {output}; cat /cvmfs/conditions.txt >> {output}"\n')
+    chown_tree(work)
+    run = snakemake(work, *HTCONDOR_ARGS, "--config", f"image={job_image}",
+                    env={**CONDOR_ENV, "SINGCONTAIN_POLICY": str(work / "containment.yaml")})
+    assert run.returncode == 0 and "checked against" in run.output, run
+    pid_ns, conditions = (work / "results/seen.txt").read_text().splitlines()
+    assert pid_ns != os.readlink("/proc/self/ns/pid") and conditions == "alignment=v7", (pid_ns, conditions)

@@ -18,8 +18,9 @@ SCENARIO = r"""
 set -euo pipefail
 repo=$1; work=$2; services=$3   # "services": start the packages' services first; "none": a bare machine
 ip link set lo up
-# Slurm resolves with AI_ADDRCONFIG, which needs one address outside 127/8.
-ip addr add 10.254.254.1/32 dev lo
+# Slurm resolves with AI_ADDRCONFIG, which needs one address outside 127/8 to exist: one from the range kept
+# for documentation (RFC 5737), on this namespace's own loopback; all traffic goes to 127.0.0.1.
+ip addr add 192.0.2.1/32 dev lo
 for d in /run/munge /var/lib/munge /var/log/munge /etc/slurm; do mkdir -p "$d"; mount -t tmpfs -o mode=755 tmpfs "$d"; done
 chown munge:munge /run/munge /var/lib/munge /var/log/munge; chmod 700 /var/lib/munge /var/log/munge
 if [[ $services == services ]]; then

@@ -43,7 +43,6 @@ RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "containe
 PREFIX = "snakemake-singcontain"
 MARKER = "--singcontain-policy="
 SITE_FILE = "/etc/singcontain/site.yaml"
-HOST_KINDS = {"run": "run:", "template": "template_engine:", "cwl": "cwl:"}  # their code runs in Snakemake's process
 
 
 def _workflow_error(message: str):
@@ -337,11 +336,9 @@ class _Bridge:
         kind = self.kinds.get(rule, "shell")
         image = a["container_img"] if a["use_singularity"] else None
         settings = self.checker.settings(rule)
-        refuse = []
-        if settings.isolates and kind in HOST_KINDS:
-            refuse.append(f"SC103 its {HOST_KINDS[kind]} code runs in Snakemake's own process on the host")
+        refuse = []  # a host-code rule kind (run:, template_engine:, cwl:) is SC103 among the checks below
         if image is None:
-            if settings.isolates or refuse:
+            if settings.isolates:
                 raise _workflow_error(f"rule {rule} must run contained but would run on the host "
                                       "(no image, or Snakemake runs without --sdm apptainer); refusing")
             return a["singularity_args"]

@@ -32,7 +32,7 @@ from .argv import apptainer_args, bind_args, settings_args
 from .checker import Checker
 from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
-from .plan import AUTO, INPUT, SHADOW, JobSpec
+from .plan import AUTO, INPUT, SHADOW, SOURCE, TOPLEVEL, JobSpec
 from .plugins import plugin_manager
 from .policy import Settings, load_policy, load_site
 from .runtime import SmokeResult, detect, smoke_test
@@ -83,13 +83,22 @@ def _check_snakemake(workflow) -> None:
 
 
 def requested_policy(workflow) -> str | None:
-    """The policy asked for outside the Snakefile: --singcontain-policy=FILE in --apptainer-args (what the main
-    process passes on to every job; Apptainer itself refuses that flag, so a job whose Python lacks this plugin
-    fails instead of running uncontained), or SINGCONTAIN_POLICY."""
+    """The policy asked for outside the Snakefile: --singcontain-policy=FILE in --apptainer-args (from the
+    command line or a profile; what the main process passes on to every job; Apptainer itself refuses that
+    flag, so a job whose Python lacks this plugin fails instead of running uncontained), or SINGCONTAIN_POLICY.
+    Two different policies named are refused: a profile Snakemake loads by itself from the workdir must not
+    silently replace the one the user named."""
     words = shlex.split(workflow.deployment_settings.apptainer_args or "")
-    marked = [w[len(MARKER):] for w in words if w.startswith(MARKER)]
-    path = marked[-1] if marked else os.environ.get("SINGCONTAIN_POLICY")
-    return os.path.abspath(path) if path else None
+    named = {os.path.abspath(w[len(MARKER):]): "--singcontain-policy in --apptainer-args (command line or profile)"
+             for w in words if w.startswith(MARKER)}
+    if named and not workflow.is_main_process:
+        return next(reversed(named))  # what the main process put on the job's command line: the one it checked
+    if os.environ.get("SINGCONTAIN_POLICY"):
+        named.setdefault(os.path.abspath(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
+    if len(named) > 1:
+        raise _workflow_error("two policies named: " + " and ".join(f"{path} ({how})" for path, how in named.items())
+                              + "; name one of them, once")
+    return next(iter(named), None)
 
 
 def activate(workflow_class) -> None:
@@ -188,19 +197,29 @@ def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
     return tuple(binds)
 
 
+def _site_files() -> list[str]:
+    return [path for path in (os.environ.get("SINGCONTAIN_SITE"), SITE_FILE) if path and os.path.exists(path)]
+
+
 def _site():
     """The site's own file: named by SINGCONTAIN_SITE, else SITE_FILE where it exists."""
     path = os.environ.get("SINGCONTAIN_SITE") or (SITE_FILE if os.path.exists(SITE_FILE) else None)
     return load_site(path) if path else None
 
 
-def _directories(outputs, patterns=None) -> frozenset[str]:
-    """The directory() outputs; `patterns` (the rule's outputs) carry the flag where `outputs` are plain
-    strings, as in a rule function's arguments."""
+def _flagged(outputs, flag: str, patterns=None) -> frozenset[str]:
+    """The outputs flagged directory() or protected(); `patterns` (the rule's outputs) carry the flag where
+    `outputs` are plain strings, as in a rule function's arguments."""
     from snakemake.io import is_flagged
 
     flagged = outputs if patterns is None or len(patterns) != len(outputs) else patterns
-    return frozenset(os.path.abspath(o) for o, f in zip(outputs, flagged) if is_flagged(f, "directory"))
+    return frozenset(os.path.abspath(o) for o, f in zip(outputs, flagged) if is_flagged(f, flag))
+
+
+def _benchmarks(snakemake_rule, wildcards) -> tuple[str, ...]:
+    """The job's benchmark file, which Snakemake writes on the host after the job."""
+    pattern = getattr(snakemake_rule, "benchmark", None)
+    return (str(pattern.apply_wildcards(dict(wildcards.items()))),) if pattern else ()
 
 
 class _Bridge:
@@ -231,7 +250,8 @@ class _Bridge:
 
     @property
     def global_args(self) -> list[str]:
-        return [w for w in shlex.split(self.workflow.deployment_settings.apptainer_args or "") if not w.startswith(MARKER)]
+        return [w for w in shlex.split(self.workflow.deployment_settings.apptainer_args or "")
+                if not w.startswith((MARKER, seal.MARKER))]
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -248,12 +268,20 @@ class _Bridge:
             path = os.path.join(seal.FOLDER, seal.NAME)
             try:
                 with open(path) as f:
-                    self._seal = seal.loads(f.read())
+                    text = f.read()
+                loaded = seal.loads(text)
             except (OSError, ValueError) as err:
                 why = err.strerror if isinstance(err, OSError) else str(err)
                 raise _workflow_error(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on "
                                       f"{os.uname().nodename}: {why}; the workdir must be on a file system shared "
                                       "with the submit host, and the run started with this plugin") from None
+            words = shlex.split(self.workflow.deployment_settings.apptainer_args or "")
+            expected = [w[len(seal.MARKER):] for w in words if w.startswith(seal.MARKER)]
+            if not expected or seal.digest(text) != expected[-1]:
+                raise _workflow_error(f"SC501 the settings checked for this run ({os.path.abspath(path)}) differ from "
+                                      "those the main process sealed for this job (changed since the check); refusing "
+                                      "on " + os.uname().nodename)
+            self._seal = loaded
         return self._seal
 
     @property
@@ -262,10 +290,28 @@ class _Bridge:
             sealed = None if self.policy is not None else self.sealed.settings
             try:
                 self._checker = Checker(self.policy, detect(self._runtime_preference()), plugin_manager(),
-                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed, site=_site())
+                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed, site=_site(),
+                                        host_reads=self._host_reads(), source=self.workflow.basedir)
             except PolicyError as err:
                 raise _workflow_error(err.render()) from None
         return self._checker
+
+    def _host_reads(self) -> tuple[str, ...]:
+        """What Snakemake and this plugin read on the host as configuration or code, on this run or the next:
+        never writable to a job (SC411). The workflow's source folder as a whole where it is not the workdir
+        (nor holds it): the catalogue layout, workflow/."""
+        workdir, basedir = os.getcwd(), os.path.realpath(self.workflow.basedir)
+        paths = [os.path.join(workdir, "profiles"), os.path.join(basedir, "profiles"), self.policy_file,
+                 *map(os.path.abspath, self.workflow.configfiles), *_site_files()]
+        for source in list(self.workflow.included):
+            try:
+                paths.append(source.get_path_or_uri(secret_free=False))  # 9.x
+            except TypeError:
+                paths.append(source.get_path_or_uri())  # 8.x
+        paths = [p for p in paths if isinstance(p, str) and "://" not in p]
+        if not (workdir + os.sep).startswith(basedir.rstrip(os.sep) + os.sep):
+            paths.append(basedir)
+        return tuple(dict.fromkeys(map(os.path.abspath, paths)))
 
     @staticmethod
     def _runtime_preference() -> str:
@@ -315,17 +361,19 @@ class _Bridge:
                 if drops_runtime_paths:
                     call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
                 result = original(*call.args, **call.kwargs)
-                self._after_job(call.arguments)
                 status = 0
                 return result
             except subprocess.CalledProcessError as err:
                 status = err.returncode
                 raise
             finally:
-                self._record(rule, call.arguments, started, status)
-                scratch = self._scratch.pop(id(call.arguments), None)
-                if scratch:
-                    shutil.rmtree(scratch, ignore_errors=True)
+                try:
+                    self._after_job(call.arguments, status)  # before any of Snakemake's own steps on the host
+                finally:
+                    self._record(rule, call.arguments, started, status)
+                    scratch = self._scratch.pop(id(call.arguments), None)
+                    if scratch:
+                        shutil.rmtree(scratch, ignore_errors=True)
 
         run_contained._singcontain = True
         return run_contained
@@ -351,14 +399,17 @@ class _Bridge:
             scratch = tempfile.mkdtemp(prefix=f"{rule}-", dir=settings.scratch)
             self._scratch[id(a)] = scratch  # removed when the job ends, refused or not
         inputs, outputs = tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ())
-        directories = _directories(a["output"], snakemake_rule.output)
         job = JobSpec(rule, inputs, outputs, dict(a["wildcards"].items()), image,
-                      support=_snakemake_binds(kind, a.get("runtime_paths")), directories=directories,
+                      support=_snakemake_binds(kind, a.get("runtime_paths")),
+                      directories=_flagged(a["output"], "directory", snakemake_rule.output),
+                      protected=_flagged(a["output"], "protected", snakemake_rule.output),
+                      benchmarks=_benchmarks(snakemake_rule, a["wildcards"]),
                       shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch)
-        findings = self.checker.check([job], whole_workflow=False)
+        # Judged afresh, by real path as it is now: jobs that ran since the check may have left links.
+        findings = self.checker.check([job], whole_workflow=False, fresh=True)
         findings += run_checks.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
         refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
-        plan = self.checker.job_plan(job)
+        plan = self.checker.job_plan(job, fresh=True)
         if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process
             self._changed = seal.changed_files(self.sealed)
         refuse += jobstart.changes_since_check(self.sealed, image, plan, self._changed or [])
@@ -366,12 +417,13 @@ class _Bridge:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
             self._refuse(job.label, "; ".join(refuse))
         env = jobstart.job_environment(a.get("threads", 1), resources)
-        resolved = jobstart.resolved(plan)
-        try:
-            argv = apptainer_args(resolved, self.checker.runtime, env)
+        try:  # before anything is made on disk for the job
+            apptainer_args(plan, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             self._refuse(job.label, f"SC209 {err}")
-        self._ran[id(a)] = (image, argv + self.global_args, resolved)
+        resolved, made = jobstart.resolved(plan)
+        argv = apptainer_args(resolved, self.checker.runtime, env)
+        self._ran[id(a)] = (image, argv + self.global_args, resolved, made)
         return shlex.join(argv + self.global_args)
 
     def _refuse(self, label: str, why: str):
@@ -416,20 +468,31 @@ class _Bridge:
 
         workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
 
-    def _after_job(self, a: dict) -> None:
+    def _after_job(self, a: dict, status: int) -> None:
+        """Right after the job's container ends, success or failure, before Snakemake's own steps on the host."""
         ran = self._ran.get(id(a))
-        if ran is not None and ran[2].rule.contained:
-            planted = jobstart.remove_planted_symlinks(ran[2])
-            if planted:
-                self._refuse(ran[2].job.label, "SC410 it left symlinks that Snakemake would follow on the host, to "
-                             "files the job could not see (removed): " + ", ".join(planted))
+        if ran is None:
+            return
+        plan, made = ran[2], ran[3]
+        jobstart.remove_unwritten(made)
+        planted = jobstart.remove_planted_links(plan)
+        if planted:
+            self._refuse(plan.job.label, "SC410 it left links that Snakemake would follow on the host, to places the "
+                         "job could not write (removed): " + ", ".join(planted))
+        if status and made:
+            from snakemake.logging import logger
+
+            logger.error(f"{PREFIX}: job {plan.job.label} may write {', '.join(sorted(made))} at the top of the workdir "
+                         "only as that one file: a tool that replaces it by rename, or writes files beside it, fails "
+                         f"there (read-only file system, or device busy); give rule {plan.rule.rule} `workdir: rw` in "
+                         "the policy, or write its outputs into a folder (e.g. results/)")
 
     def _record(self, snakemake_rule, a: dict, started: float, status: int) -> None:
         """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
         ran = self._ran.pop(id(a), None)
         if ran is None or self.workflow.dryrun:
             return
-        image, argv, plan = ran
+        image, argv, plan, _ = ran
         sealed, runtime = self.sealed, self.checker.runtime
         if self._recorder is None:
             self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
@@ -439,8 +502,8 @@ class _Bridge:
             "image_sha256": records.image_digest(image, os.getcwd()) if os.path.isfile(image) else None,
             "runtime": runtime.flavour if runtime else None, "runtime_binary": runtime.binary if runtime else None,
             "runtime_version": ".".join(map(str, runtime.version)) if runtime else None,
-            "argv": argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW)],
-            "policy_sha256": sealed.files.get(self.policy_file) or seal.sha256(self.policy_file),
+            "argv": argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)],
+            "policy_sha256": sealed.files.get(self.policy_file) or records.sha256(self.policy_file),
             "settings": seal.settings_data(self.checker.settings(snakemake_rule.name)),
             "outputs": [str(p) for p in a["output"]], "start": started, "end": time.time(),
             "exit_status": status})
@@ -530,8 +593,8 @@ class _Bridge:
             symlinks = {p: real for p in inputs if (real := self._symlinked(p))}
             benchmarks = (str(job.benchmark),) if job.benchmark else ()
             if rule not in directory_rules:
-                directory_rules[rule] = bool(_directories(job.rule.output))
-            directories = _directories(job.output) if directory_rules[rule] else frozenset()
+                directory_rules[rule] = bool(_flagged(job.rule.output, "directory"))
+            directories = _flagged(job.output, "directory") if directory_rules[rule] else frozenset()
             outputs = tuple(job.output) + tuple(job.log)
             jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
                                 support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
@@ -564,7 +627,7 @@ class _Bridge:
             # One line that says the policy is in force (a run without it would look the same).
             counted = f"{len(jobs)} job{'s' * (len(jobs) != 1)} of {len(rules)} rule{'s' * (len(rules) != 1)}"
             logger.info(f"{PREFIX}: {counted} checked against {self.policy_file} "
-                        f"(sha256 {seal.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
+                        f"(sha256 {records.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
 
     def _symlinked(self, path: str) -> str | None:
         """Where an input that is a symlink leads; asked once per path (jobs share their reference files)."""
@@ -596,14 +659,10 @@ class _Bridge:
         processes (nodes, subprocesses)."""
         workdir = os.getcwd()
         settings = {r: self.checker.settings(r) for r in self.kinds if self.kinds[r] != "norun"}
-        writable = {workdir, *(b.src for s in settings.values() for b in s.binds if b.mode == "rw")}
-        for job in jobs:
-            writable.update(os.path.dirname(os.path.join(workdir, path)) for path in job.outputs)
-            writable.update(job.directories)
-        links = {**(self._seal.links if self._seal else {}), **seal.symlinks_on(writable)}
-        images = {path: seal.image_identity(path) for path in self._images.values() if os.path.exists(path)}
+        images = {path: records.image_identity(path) for path in self._images.values() if os.path.exists(path)}
         run_id = self._seal.run_id if self._seal else records.new_run_id()
-        self._seal = seal.Seal(settings, self.policy.image, images=images, links=links, run_id=run_id,
+        sources = {b.src: os.path.realpath(b.src) for s in settings.values() for b in s.binds if b.mode == "rw"}
+        self._seal = seal.Seal(settings, self.policy.image, images=images, sources=sources, run_id=run_id,
                                rerun_on_change=self.policy.rerun_on_change)
         if self.workflow.dryrun:
             return
@@ -613,12 +672,17 @@ class _Bridge:
             self._recorder = records.Recorder(workdir, run_id)
             self._hook_run_record()
         files = [self.policy_file, *map(os.path.abspath, self.workflow.configfiles)]
-        self._seal = replace(self._seal, files={path: seal.sha256(path) for path in files if os.path.isfile(path)})
+        self._seal = replace(self._seal, files={path: records.sha256(path) for path in files if os.path.isfile(path)})
         os.makedirs(seal.FOLDER, exist_ok=True)
         tmp = os.path.join(seal.FOLDER, f".{seal.NAME}.{os.getpid()}")
+        text = seal.dumps(self._seal)
         with open(tmp, "w") as f:
-            f.write(seal.dumps(self._seal))
+            f.write(text)
         os.replace(tmp, os.path.join(seal.FOLDER, seal.NAME))  # whole or not at all, for a node reading it
+        # Its digest goes with every job's command line, which no job can change: a node takes only this seal.
+        settings = self.workflow.deployment_settings
+        words = [w for w in shlex.split(settings.apptainer_args or "") if not w.startswith(seal.MARKER)]
+        settings.apptainer_args = shlex.join([*words, seal.MARKER + seal.digest(text)])
 
     def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
         """Start each distinct (image, rule flags) once, as the job would be started; cached for the run."""

@@ -11,8 +11,8 @@ import pluggy
 
 from .errors import PolicyError
 from .findings import Finding
-from .paths import clean
-from .plan import INPUT, JobPlan, JobSpec, RulePlan, job_plan, rule_plan, shape
+from .paths import clean, under
+from .plan import FILE_ORIGINS, JobPlan, JobSpec, RulePlan, job_plan, real_path, rule_plan, shape
 from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
 
@@ -20,11 +20,14 @@ from .runtime import RuntimeInfo
 class Checker:
     def __init__(self, policy: Policy | None, runtime: RuntimeInfo | None, pm: pluggy.PluginManager, *, workdir: str,
                  rule_kinds: Mapping[str, str], environ: Mapping[str, str] | None = None,
-                 sealed: Mapping[str, Settings] | None = None, site: Site | None = None):
+                 sealed: Mapping[str, Settings] | None = None, site: Site | None = None,
+                 host_reads: tuple[str, ...] = (), source: str | None = None):
         """`sealed`: settings checked elsewhere (a job's own process takes them instead of a policy).
         `site`: the site's own file: its presets (a policy's of the same name replace them), its protected
-        paths (added to every rule, never removed) and its floor."""
+        paths (added to every rule, never removed) and its floor. `host_reads`: what the host reads later as
+        configuration or code (never writable to a job); `source`: the workflow's own source tree."""
         self.policy, self.runtime, self.pm, self.workdir = policy, runtime, pm, workdir
+        self.host_reads, self.source = self._with_real_now(host_reads), source and os.path.realpath(source)
         self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | template | run
         self.environ = os.environ if environ is None else environ
         self.presets: dict[str, Layer] = {}
@@ -38,6 +41,8 @@ class Checker:
             self.presets.update(policy.presets)
             check_presets(policy, self.presets)
         self._real_paths: dict[str, str] = {}
+        self._links: dict[str, dict] = {}
+        self._folders: dict[str, bool] = {}
         # Never-writable and protected paths are compared as written and where they really lead.
         floors = [replace(floor, plugin=f"plugin {impl.plugin_name}")
                   for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function())]
@@ -69,32 +74,61 @@ class Checker:
             defaults = self.runtime.default_mounts if self.runtime else ()
             self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
                                               self.floors, defaults, missing, self._real_sources(settings.binds),
-                                              self._with_real(settings.protected))
+                                              self._with_real(settings.protected), self.host_reads, self.source)
         return self._rule_plans[key]
 
-    def job_plan(self, job: JobSpec) -> JobPlan:
+    def job_plan(self, job: JobSpec, fresh: bool = False) -> JobPlan:
+        """`fresh`: right before the job starts, with every path resolved anew (a job may have left links since
+        the check), not from this process's memory."""
         rule = self.rule_plan(job.rule, job.image)
-        key = shape(job)
+        key = None if fresh else shape(job)
         shapes = rule.memo.setdefault("shapes", {})
         if key is not None and key in shapes:
             return replace(shapes[key], job=job)
-        plan = job_plan(rule, replace(job, real_folders=self._real_folders(job)) if not job.real_folders else job)
-        real = self._real_sources(plan.binds)
-        plan = replace(plan, real_sources=real) if real else plan
-        if key is not None and not plan.problems and not any(b.origin is INPUT for b in plan.binds):
+        real = os.path.realpath if fresh else self._real
+        folders, links = self._real_folders(job, real)
+        job = replace(job, real_folders=folders, links=links)
+        base = job.shadow or self.workdir
+        outside = [p for i in job.inputs if not under(p := real_path(os.path.join(base, i), folders), self.workdir)]
+        plan = job_plan(rule, replace(job, input_folders=frozenset(p for p in outside if self._is_folder(p, fresh))))
+        sources = self._real_sources(plan.binds, real)
+        plan = replace(plan, real_sources=sources) if sources else plan
+        if key is not None and not folders and not outside and not plan.problems and \
+                not any(b.origin in FILE_ORIGINS for b in plan.binds):
             shapes[key] = plan  # the same binds for every job of this shape; file names only in problems
         return plan
 
-    def _real_folders(self, job: JobSpec) -> dict[str, str]:
-        """Where the folders of the job's files really lead (a symlinked data/ or scratch/), once per folder."""
+    def _real_folders(self, job: JobSpec, real) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+        """Where the folders of the job's files really lead (a symlinked data/ or scratch/), once per folder;
+        and each symlink inside the workdir on the way there -> (where it leads, the real folder it lies in)."""
         base = job.shadow or self.workdir
-        found = {}
+        found, links = {}, {}
         for path in job.inputs + job.outputs:
             path = clean(os.path.join(base, path))
             for folder in ((path,) if path in job.directories else ()) + (os.path.dirname(path),):
-                if self._real(folder) != folder:
-                    found[folder] = self._real(folder)
-        return found
+                if real(folder) != folder:
+                    found[folder] = real(folder)
+                    if real is not self._real:
+                        links.update(self._links_on(folder, real))
+                    else:  # the same folders recur in a large DAG's jobs
+                        if folder not in self._links:
+                            self._links[folder] = self._links_on(folder, real)
+                        links.update(self._links[folder])
+        return found, links
+
+    def _links_on(self, folder: str, real) -> dict[str, tuple[str, str]]:
+        probe, links = folder, {}
+        while probe != self.workdir and under(probe, self.workdir):
+            parent = os.path.dirname(probe)
+            if os.path.islink(probe):
+                links[probe] = (real(probe), real(parent))
+            probe = parent
+        return links
+
+    def _is_folder(self, path: str, fresh: bool) -> bool:
+        if fresh or path not in self._folders:
+            self._folders[path] = os.path.isdir(path)
+        return self._folders[path]
 
     def _real(self, path: str) -> str:
         if path not in self._real_paths:
@@ -104,17 +138,18 @@ class Checker:
     def _with_real(self, paths: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*paths, *map(self._real, paths)]))
 
-    def _real_sources(self, binds) -> dict[str, str]:
+    def _real_sources(self, binds, real=None) -> dict[str, str]:
         """Where bind sources really lead (Apptainer follows a symlinked source); cached per path."""
-        real = {}
-        for bind in binds:
-            if self._real(bind.src) != bind.src:
-                real[bind.src] = self._real(bind.src)
-        return real
+        real = real or self._real
+        return {bind.src: real(bind.src) for bind in binds if real(bind.src) != bind.src}
 
-    def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True) -> list[Finding]:
+    @staticmethod
+    def _with_real_now(paths: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*paths, *map(os.path.realpath, paths)]))
+
+    def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True, fresh: bool = False) -> list[Finding]:
         """Every finding for these jobs: workflow-level once (unless a single job is re-checked), rule-level
-        once per rule and image, then per job."""
+        once per rule and image, then per job (`fresh`: see job_plan)."""
         hook = self.pm.hook
         findings = []
         if whole_workflow:
@@ -122,7 +157,7 @@ class Checker:
                          for f in found]
         checked_rules = set()
         for job in jobs:
-            plan = self.job_plan(job)
+            plan = self.job_plan(job, fresh)
             if (job.rule, job.image) not in checked_rules:
                 checked_rules.add((job.rule, job.image))
                 findings += [f for found in hook.singcontain_check_rule(plan=plan.rule, runtime=self.runtime) for f in found]

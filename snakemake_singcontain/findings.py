@@ -26,6 +26,7 @@ CODES = {
     "SC211": "a local image file does not exist",
     "SC212": "the policy's `runtime` is not the program Snakemake runs",
     "SC213": "a batch executor's job needs a path under a node-local folder (/tmp, /var/tmp)",
+    "SC214": "the runtime's configuration file cannot be read, so what it grants cannot be verified",
     "SC301": "a required bind source does not exist",
     "SC302": "an optional bind source does not exist and is skipped",
     "SC306": "a writable bind (or the writable workdir) on or under a protected path, or of /, compared by real path",
@@ -35,13 +36,15 @@ CODES = {
     "SC403": "a job input is a symlink resolving outside what the container sees",
     "SC404": "an IPC namespace without contain/containall leaves the host's /dev/shm shared",
     "SC405": "a job input under a system folder auto-binds the host's folder over the image's own",
-    "SC406": "a job output or log lies in the workdir's root (or .snakemake), which contained jobs see read-only",
-    "SC407": "a job file leaves the workdir through '..' and no policy bind shows it",
+    "SC406": "a job output or log lies in .snakemake, Snakemake's own state, which no job may write",
+    "SC407": "a job output really lies outside the workdir (or an input leaves it through '..') and no policy bind shows it",
     "SC408": "a benchmark file lies in a folder the job can write",
     "SC409": "too many inputs lie in the job's writable output folders to bind each read-only",
-    "SC410": "after the job: an output is a symlink to a host file the job could not see (removed, job failed)",
-    "SC501": "on the node: the policy, a configfile, a Snakefile or an image changed since the check (job refused)",
-    "SC502": "on the node: a writable folder now leads elsewhere than when it was checked (job refused)",
+    "SC410": "after the job: a link it left where Snakemake follows links on the host (removed, job failed)",
+    "SC411": "a job output where the host reads configuration or code (profiles/, Snakefiles, configfiles, the policy)",
+    "SC412": "a link inside the workdir that a job could have left leads elsewhere",
+    "SC501": "before a job: the run's seal, the policy, a configfile or an image changed since the check (job refused)",
+    "SC502": "before a job: a writable policy bind's source now leads elsewhere than when it was checked (job refused)",
 }
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from . import seal
 from .argv import JOB_VARIABLES
-from .plan import AUTO, JobPlan
+from .plan import AUTO, TOPLEVEL, JobPlan
 
 TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
 
@@ -24,47 +24,82 @@ def job_environment(threads, resources: Mapping | None) -> dict[str, str]:
 
 
 def changes_since_check(sealed: seal.Seal, image: str, plan: JobPlan, changed_files: list[str]) -> list[str]:
-    """Why the job may not start as checked: files its process re-read (`changed_files`), the image, and
-    symlinks on its writable folders that the check did not see."""
+    """Why the job may not start as checked: files its process re-read (`changed_files`), the image, and its
+    writable policy binds' sources. (Links on its own paths are judged anew by its plan, made fresh right
+    before it starts.)"""
     refuse = [f"SC501 {path} changed since the check on the submit host" for path in changed_files]
+    writable = [b.src for b in plan.rule.settings.binds if b.mode == "rw"]
+    refuse += [f"SC502 the writable bind {src} now leads to {now}, not where it led when checked"
+               for src, now in seal.moved_sources(sealed, writable)]
     pulled = os.path.abspath(os.path.join(".snakemake", "singularity"))
     if not os.path.abspath(image).startswith(pulled + os.sep):  # Snakemake's own pull cache: read-only to jobs
         why = seal.changed_image(sealed, image)
         refuse += [f"SC501 {why}"] if why else []
-    # The job's folders as written (the plan binds where they lead now): a folder a job swapped for a
-    # symlink since the check shows up on the way to them.
-    job = plan.job
-    writable = {os.path.dirname(os.path.abspath(p)) for p in job.outputs} | set(job.directories)
-    writable |= {b.src for b in plan.rule.settings.binds if b.mode == "rw"}
-    refuse += [f"SC502 {folder} is now a symlink to {target}, which the check did not see"
-               for folder, target in seal.unchecked_links(sorted(writable), sealed.links)]
     return refuse
 
 
-def resolved(plan: JobPlan) -> JobPlan:
-    """Bind sources as they really are right now (Apptainer follows symlinks), writable folders created:
-    Snakemake makes output folders itself, but not a directory() output."""
-    binds = []
+def resolved(plan: JobPlan) -> tuple[JobPlan, dict[str, int]]:
+    """Bind sources as they really are right now (Apptainer follows symlinks), writable folders created
+    (Snakemake makes output folders itself, but not a directory() output), and each top-level output made
+    empty so that it can be bound alone: returned with its mtime, to tell afterwards whether the job wrote it."""
+    binds, made = [], {}
     for bind in plan.binds:
         if bind.mode == "rw" and bind.origin is AUTO and not os.path.exists(bind.src):
             os.makedirs(bind.src, exist_ok=True)
+        if bind.origin is TOPLEVEL and not os.path.lexists(bind.src):
+            os.close(os.open(bind.src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            made[bind.src] = os.stat(bind.src).st_mtime_ns
         real = os.path.realpath(bind.src)
         binds.append(replace(bind, src=real) if real != bind.src else bind)
-    return replace(plan, binds=tuple(binds))
+    return replace(plan, binds=tuple(binds)), made
 
 
-def remove_planted_symlinks(plan: JobPlan) -> list[str]:
-    """After the job: Snakemake acts on its outputs in its own host process (chmod of protected() outputs,
-    .snakemake_timestamp in directory() outputs, reading report() outputs), each following a symlink. A
-    symlink the job left that leads to a file it could not see is removed; returned as "path -> target"."""
-    base = plan.job.shadow or plan.rule.workdir
-    paths = [os.path.join(base, p) for p in plan.job.outputs]
-    paths += [os.path.join(d, ".snakemake_timestamp") for d in plan.job.directories]
-    planted = []
-    for path in paths:
-        if os.path.islink(path):
-            target = os.path.realpath(path)
-            if path.endswith("/.snakemake_timestamp") or plan.access(target) is None:
-                planted.append(f"{path} -> {os.readlink(path)}")
+def remove_unwritten(made: dict[str, int]) -> None:
+    """A top-level output the job never wrote goes again, so that Snakemake sees it missing, as without us."""
+    for path, mtime in made.items():
+        try:
+            st = os.lstat(path)
+            if st.st_size == 0 and st.st_mtime_ns == mtime:
                 os.unlink(path)
+        except OSError:
+            pass
+
+
+def _touched_by_snakemake(plan: JobPlan) -> list[tuple[str, bool]]:
+    """(path, written) for every path Snakemake acts on for this job on the host after it ends, success or
+    failure; `written` where it changes what it finds there (chmod of protected() outputs, also walking
+    directory() outputs; moving a shadow job's outputs; writing benchmarks and .snakemake_timestamp), else it
+    only reads (output checks, --show-failed-logs printing and copying logs, a report)."""
+    job = plan.job
+    base = job.shadow or plan.rule.workdir
+    paths = [(os.path.join(base, p), bool(job.shadow) or os.path.abspath(os.path.join(base, p)) in job.protected)
+             for p in job.outputs]
+    paths += [(os.path.join(plan.rule.workdir, p), True) for p in job.benchmarks]
+    for folder in job.directories:
+        paths.append((os.path.join(folder, ".snakemake_timestamp"), True))
+        for root, dirs, files in os.walk(folder):  # links are not followed: they are listed, and judged
+            paths += [(os.path.join(root, name), folder in job.protected) for name in dirs + files]
+    return paths
+
+
+def remove_planted_links(plan: JobPlan) -> list[str]:
+    """After the job, before Snakemake's own host-side steps (which follow links): a link the job could have
+    left (in a folder it could write) on the way to a path Snakemake acts on is removed where it leads out of
+    the job's view, or, where Snakemake changes what it finds, out of what the job could write itself;
+    returned as "path -> target" (the job then fails, SC410). A link to a file the job could read (ln -s of an
+    input) stays where Snakemake only reads it."""
+    workdir, shadow = plan.rule.workdir, plan.job.shadow
+    planted, seen = [], set()
+    for path, written in _touched_by_snakemake(plan):
+        probe = os.path.abspath(path)
+        top = shadow if shadow and probe.startswith(shadow + os.sep) else workdir
+        while (probe, written) not in seen and probe != top and probe.startswith(top + os.sep):
+            seen.add((probe, written))
+            if os.path.islink(probe) and plan.access(os.path.dirname(probe)) == "rw" or probe == path:
+                target = os.path.realpath(probe) if os.path.islink(probe) else None
+                access = plan.access(target) if target else "rw"
+                if probe.endswith("/.snakemake_timestamp") and target or access is None or written and access != "rw":
+                    planted.append(f"{probe} -> {os.readlink(probe)}")
+                    os.unlink(probe)
+            probe = os.path.dirname(probe)
     return planted

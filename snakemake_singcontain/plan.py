@@ -3,10 +3,20 @@
 Paths are host paths; a job refers to its files by host path, so a file is usable inside only where the
 container shows that same host folder at that same path.
 
-What a contained job may write (issue: a job writes only what its rule declares): the folders of its own
-outputs and logs (a directory() output: itself), its shadow folder; nothing else of the workdir, which
-Snakemake mounts writable with --home and the plan binds again read-only (`workdir: rw` opts out). Inputs
-that lie in a writable folder are bound read-only file by file.
+What a job in a container may write is judged by REAL path (symlinks resolved), never by how the path is
+written (docs/snakemake.md, "What a job may write"):
+- inside the workdir: the folders of its own outputs and logs (a directory() output: itself), and at the
+  workdir's top only its declared files, each bound alone; never `.snakemake/` (SC406) nor a place the host
+  later reads as configuration or code (`profiles/`, the Snakefiles, configfiles, the policy: SC411). The
+  rest of the workdir, which Snakemake mounts writable with --home, is bound again read-only (`workdir: rw`
+  opts out). A link met on the way to an output folder may lead only below the folder it lies in, or out of
+  the workdir under a writable policy bind: any other was left by a job (SC412);
+- outside the workdir: only under a writable policy bind (SC407), or the job's own shadow folder.
+What it may read: the workdir, the workflow's own source tree (read-only), what a policy bind shows, and
+(auto_binds) each input elsewhere: a folder input itself, a file its folder (tools read index files beside
+their input), read-only; not through '..' out of the workdir (how a path built from data reaches the host:
+SC407), nor through a link that a job could have left (SC412). Inputs that lie in a writable folder are bound
+read-only file by file.
 """
 
 import posixpath
@@ -23,8 +33,12 @@ WORKDIR = Origin("workdir", "Snakemake --home")
 STATE = Origin("state", "Snakemake's state folder (.snakemake)")
 SHADOW = Origin("shadow", "the job's shadow folder")
 SCRATCH = Origin("scratch", "the job's own /tmp (policy scratch)")
+TOPLEVEL = Origin("top-level file", "a declared output at the top of the workdir, bound alone")
+SOURCE = Origin("workflow source", "the workflow's own files, read-only")
 DEFAULT = Origin("runtime default mount", "the runtime's configuration")
-NOT_POLICY = {o.layer for o in (AUTO, INPUT, SUPPORT, WORKDIR, STATE, SHADOW, SCRATCH, DEFAULT)}
+JOB_LAYERS = frozenset(o.layer for o in (AUTO, INPUT, SUPPORT, WORKDIR, STATE, SHADOW, SCRATCH, TOPLEVEL, SOURCE))
+NOT_POLICY = JOB_LAYERS | {DEFAULT.layer}
+FILE_ORIGINS = (INPUT, TOPLEVEL, SOURCE)  # binds of single files: a plan with them is the job's alone
 # An input bound file by file costs one --bind each; Snakemake starts the container through `sh -c` with
 # one argument, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
 MAX_INPUT_BINDS = 256
@@ -42,11 +56,15 @@ class JobSpec:
     symlinks: Mapping[str, str] = field(default_factory=dict)  # input -> real host path, where they differ
     support: tuple[tuple[str, str], ...] = ()  # (host, container) folders Snakemake itself binds for the job
     directories: frozenset[str] = frozenset()  # outputs that are directory()
+    protected: frozenset[str] = frozenset()  # outputs that are protected(): Snakemake chmods them after the job
     benchmarks: tuple[str, ...] = ()  # written by Snakemake on the host after the job
     shadow: str | None = None  # the job's shadow folder, known only when it starts
     scratch: str | None = None  # the job's own host folder for /tmp (policy `scratch`), made when it starts
     real_folders: Mapping[str, str] = field(default_factory=dict)  # folder of a job file -> its real path, where
     # they differ (a symlinked data/ or scratch/): the container must show the real folder, at its own path
+    links: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # a symlink inside the workdir on the way
+    # to a job file -> (where it leads, the real folder it lies in)
+    input_folders: frozenset[str] = frozenset()  # inputs outside the workdir that are folders (real paths)
 
     @property
     def label(self) -> str:
@@ -77,6 +95,8 @@ class RulePlan:
     missing: frozenset[str] = frozenset()  # bind sources that do not exist on this host
     real_sources: Mapping[str, str] = field(default_factory=dict)  # writable bind source -> where it really leads
     protected: tuple[str, ...] = ()  # the policy's protected paths and, where they differ, their real paths
+    host_reads: tuple[str, ...] = ()  # real paths the host reads later as configuration or code: never writable
+    source: str | None = None  # the workflow's own source tree (real path), whose files a job may read
     # Per-rule memo (folder -> the rule's mount serving it; checks' results per bind): jobs share folders.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -86,14 +106,16 @@ class RulePlan:
 
     @property
     def workdir_mode(self) -> str:
-        return self.settings.workdir if self.settings.containment != "none" else "rw"
+        """Read-only in every container, whatever its containment (Snakemake's --home would make it writable):
+        what one job writes there beside its outputs, later jobs and runs would trust."""
+        return self.settings.workdir
 
 
 def shape(job: JobSpec) -> tuple | None:
     """What a job's plan depends on besides its rule, where only the folders of its files matter: jobs of one
     rule with the same shape get the same binds (a large DAG's jobs mostly share a few shapes). None where
     file names matter (symlinks, directory() outputs, benchmarks, shadow, scratch)."""
-    if job.symlinks or job.directories or job.benchmarks or job.shadow or job.scratch:
+    if job.symlinks or job.directories or job.benchmarks or job.shadow or job.scratch or job.links or job.protected:
         return None
     folder = posixpath.dirname
     return tuple(map(folder, job.outputs)), tuple(map(folder, job.inputs)), job.support
@@ -102,7 +124,8 @@ def shape(job: JobSpec) -> tuple | None:
 def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: Settings,
               floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
               missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None,
-              protected: tuple[str, ...] | None = None) -> RulePlan:
+              protected: tuple[str, ...] | None = None, host_reads: tuple[str, ...] = (),
+              source: str | None = None) -> RulePlan:
     """default_mounts: host folders the runtime shows without --contain (e.g. /tmp), from its configuration."""
     mounts: dict[str, Mount] = {}
     if settings.containment == "none":
@@ -112,7 +135,7 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
     # contained job gets it read-only through a bind of its own (measured: a later --bind W:W:ro wins).
     plan = RulePlan(rule, kind, image, workdir, settings)
     mounts[workdir] = Mount(workdir, workdir, plan.workdir_mode, WORKDIR.layer)
-    if plan.workdir_mode == "rw" and settings.containment != "none":
+    if plan.workdir_mode == "rw":
         state = posixpath.join(workdir, ".snakemake")
         mounts[state] = Mount(state, state, "ro", STATE.layer)
     for bind in settings.binds:
@@ -120,7 +143,7 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
             continue
         mounts[bind.dst] = Mount(bind.src, bind.dst, bind.mode, str(bind.origin or "policy"))
     return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing, real_sources or {},
-                    settings.protected if protected is None else protected)
+                    settings.protected if protected is None else protected, host_reads, source)
 
 
 class _Mounts:
@@ -187,8 +210,10 @@ def _absolute(path: str, workdir: str) -> str:
     return clean(joined) if "/." in joined or "//" in joined or joined.endswith("/") else joined
 
 
-def _real(path: str, real_folders: Mapping[str, str]) -> str:
-    """`path` with its folder resolved as the bridge found it (Apptainer follows symlinks the same way)."""
+def real_path(path: str, real_folders: Mapping[str, str]) -> str:
+    """`path` (absolute) with its folder resolved as the checker found it (Apptainer follows symlinks the same
+    way)."""
+    path = clean(path) if "/." in path or "//" in path or path.endswith("/") else path
     if path in real_folders:
         return real_folders[path]
     folder, name = posixpath.split(path)
@@ -200,11 +225,49 @@ def _bind(mounts: _Mounts, binds: dict, src: str, dst: str, mode: str, origin: O
     mounts.add(Mount(src, dst, mode, origin.layer))
 
 
+def host_read(rule: RulePlan, grant: str) -> str | None:
+    """The place the host reads as configuration or code that a writable `grant` is, holds, or lies in."""
+    memo = rule.memo.setdefault("host_reads", {})
+    if grant not in memo:
+        memo[grant] = next((p for p in rule.host_reads if under(p, grant) or under(grant, p)), None)
+    return memo[grant]
+
+
+def _write_problem(rule: RulePlan, job: JobSpec, raw: str, written: str, path: str, folder: str,
+                   mount: Mount | None, same: bool) -> tuple[str, str] | None:
+    """Why the job may not write output `raw` (`written` absolute, `path` real, in `folder`), or None; see the
+    module's docstring."""
+    workdir = rule.workdir
+    if job.shadow and under(path, job.shadow):
+        return None  # the job's own shadow folder, bound writable
+    for link, (target, parent) in job.links.items():
+        if under(written, link) and under(target, workdir) and not under(target, parent):
+            return "link", (f"{link} is a symlink to {target}: a link in a folder that jobs can write may lead only "
+                            "below that folder, or out of the workdir under a writable policy bind")
+    if under(folder, workdir):
+        state = posixpath.join(workdir, ".snakemake")
+        if under(folder, state) and not under(folder, posixpath.join(state, "storage")):
+            return "workdir", "it lies in .snakemake, Snakemake's own state, which no job may write"
+        hit = host_read(rule, path if folder == workdir else folder)
+        if hit:
+            return "hostread", f"the host reads {hit} as configuration or code on later runs"
+        return None
+    if mount is not None and same and mount.mode == "rw" and (mount.origin not in NOT_POLICY or mount.origin in (
+            DEFAULT.layer, SHADOW.layer, SCRATCH.layer)):
+        return None
+    if mount is not None and same and mount.mode == "ro":
+        return "output", f"it lies under a read-only bind of {mount.src} ({mount.origin})"
+    if mount is not None and not same:
+        return "output", f"the container shows {mount.src} at {mount.dst} ({mount.origin})"
+    return "dotdot", (f"{raw!r} really lies at {path}, outside the workdir, and no writable policy bind shows it"
+                      if raw != path else "it lies outside the workdir, and no writable policy bind shows it")
+
+
 def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     mounts = _Mounts(rule)
     auto: dict[str, Bind] = {}
     problems = []
-    workdir, state = rule.workdir, posixpath.join(rule.workdir, ".snakemake")
+    workdir = rule.workdir
     modes = rule.settings.auto_binds
     contained = rule.settings.containment != "none"
     # Relative paths of a shadow job lie in its shadow folder, which is the job's own: bound writable.
@@ -213,12 +276,6 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         _bind(mounts, auto, job.shadow, job.shadow, "rw", SHADOW)
     if job.scratch:
         _bind(mounts, auto, job.scratch, "/tmp", "rw", SCRATCH)
-
-    def escapes(raw: str, path: str, mount: Mount | None, same: bool) -> bool:
-        """A path that leaves the workdir through '..' (data-built, e.g. a wildcard) and no policy bind (nor
-        Snakemake's own, e.g. its source cache for workflow.source_path()) shows."""
-        covered = mount is not None and same and (mount.origin not in NOT_POLICY or mount.origin == SUPPORT.layer)
-        return contained and ".." in raw.split("/") and not under(path, workdir) and not covered
 
     # Snakemake's own folders first (source cache, storage prefix, import paths), as one code path before the
     # run and at the job's start: Snakemake would bind them writable (the bridge drops its binds); read-only
@@ -231,38 +288,50 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
 
     # Outputs first: an input beside an output then shares the output's writable folder bind.
     for raw in job.outputs:
-        path = _real(_absolute(raw, base), job.real_folders)
+        written = _absolute(raw, base)
+        path = real_path(written, job.real_folders)
+        folder = path if path in job.directories else posixpath.dirname(path)
         mount, same = mounts.find(path)
-        read_only_workdir = mount is not None and mount.origin in (WORKDIR.layer, STATE.layer) and mount.mode == "ro"
-        if escapes(raw, path, mount, same):
-            problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
-        elif mount is not None and not same:
-            problems.append(("output", path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
-        elif mount is None or (read_only_workdir and contained):
-            folder = path if path in job.directories else posixpath.dirname(path)
-            if not modes.outputs:
-                problems.append(("output", path, "no bind shows it and auto_binds is off for it"))
-            elif folder == workdir or under(folder, state) and not under(folder, posixpath.join(state, "storage")):
-                problems.append(("workdir", path, "its folder is the workdir (or .snakemake), which a contained job "
-                                 "sees read-only"))
-            else:
-                _bind(mounts, auto, folder, folder, modes.outputs, AUTO)
-        elif mount.mode != "rw":
-            problems.append(("output", path, f"it lies under a read-only bind of {mount.src} ({mount.origin})"))
+        problem = _write_problem(rule, job, raw, written, path, folder, mount, same)
+        if problem:
+            problems.append((problem[0], path, problem[1]))
+        elif not under(folder, workdir) or (mount is not None and mount.mode == "rw" and same):
+            continue  # outside: a writable policy bind or the shadow folder shows it; inside: already writable
+        elif mount is not None and mount.origin not in (WORKDIR.layer, STATE.layer):
+            why = "the container shows {0.src} at {0.dst} ({0.origin})" if not same else \
+                "it lies under a read-only bind of {0.src} ({0.origin})"
+            problems.append(("output", path, why.format(mount)))
+        elif not modes.outputs:
+            problems.append(("output", path, "no bind shows it and auto_binds is off for it"))
+        elif folder == workdir:  # the top of the workdir: this one file, made when the job starts
+            _bind(mounts, auto, path, path, modes.outputs, TOPLEVEL)
+        else:
+            _bind(mounts, auto, folder, folder, modes.outputs, AUTO)
     writable_inputs = []
     for raw in job.inputs:
-        path = _real(_absolute(raw, base), job.real_folders)
+        written = _absolute(raw, base)
+        path = real_path(written, job.real_folders)
         mount, same = mounts.find(path)
-        if escapes(raw, path, mount, same):
-            problems.append(("dotdot", path, f"{raw!r} leaves the workdir through '..' and no policy bind shows it"))
-        elif mount is not None and not same:
+        links = [link for link in job.links if under(written, link)]
+        if mount is not None and not same:
             problems.append(("input", path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
-        elif mount is None and modes.inputs:
-            _bind(mounts, auto, posixpath.dirname(path), posixpath.dirname(path), modes.inputs, AUTO)
-        elif mount is None:
+        elif mount is not None:
+            if mount.origin in (AUTO.layer, TOPLEVEL.layer) and mount.mode == "rw" and modes.inputs != "rw":
+                writable_inputs.append(path)  # in one of the job's output folders
+        elif not modes.inputs:
             problems.append(("input", path, "no bind shows it and auto_binds is off for it"))
-        elif contained and mount.origin == AUTO.layer and mount.mode == "rw" and modes.inputs != "rw":
-            writable_inputs.append(path)  # in one of the job's output folders
+        elif rule.source and under(path, rule.source):
+            _bind(mounts, auto, posixpath.dirname(path), posixpath.dirname(path), "ro", SOURCE)  # e.g. ../workflow/x
+        elif job_made := [link for link in links if posixpath.dirname(link) != workdir]:
+            problems.append(("link", path, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link in a "
+                             "folder that jobs can write may lead out of the workdir only where a policy bind shows"))
+        elif contained and ".." in raw.split("/") and not under(path, workdir):
+            # Climbing out of the workdir is how a path built from data (a wildcard) reaches the host.
+            problems.append(("dotdot", path, f"input {raw!r} leaves the workdir through '..' and no policy bind "
+                             "shows it"))
+        else:  # the input itself where it is a folder (reading ~/data must not show all of ~), else its folder
+            folder = path if path in job.input_folders else posixpath.dirname(path)
+            _bind(mounts, auto, folder, folder, modes.inputs, AUTO)
     if len(writable_inputs) > MAX_INPUT_BINDS:
         problems.append(("inputs", writable_inputs[0], f"{len(writable_inputs)} inputs lie in the job's writable output "
                          f"folders; more than {MAX_INPUT_BINDS} cannot each be bound read-only"))
@@ -280,11 +349,11 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append(("benchmark", path, "the job may write its folder, and Snakemake writes the benchmark "
                              "there on the host after the job, following any symlink the job left"))
     binds = [b for b in rule.settings.binds if b.src not in rule.missing] + list(auto.values())
-    if contained or any(under(workdir, b.dst) and b.dst != workdir for b in binds):
-        # Snakemake's --home mounts the workdir writable; a bind of a parent of the workdir would hide it
-        # (measured). So the workdir is bound again, after its parents, in the rule's mode.
-        binds.append(Bind(workdir, workdir, rule.workdir_mode, required=False, origin=WORKDIR))
-        if rule.workdir_mode == "rw" and contained:
-            binds.append(Bind(state, state, "ro", required=False, origin=STATE))
+    # Snakemake's --home mounts the workdir writable; a bind of a parent of the workdir would hide it
+    # (measured). So the workdir is bound again, after its parents, in the rule's mode.
+    binds.append(Bind(workdir, workdir, rule.workdir_mode, required=False, origin=WORKDIR))
+    if rule.workdir_mode == "rw":
+        binds.append(Bind(posixpath.join(workdir, ".snakemake"), posixpath.join(workdir, ".snakemake"), "ro",
+                          required=False, origin=STATE))
     binds.sort(key=lambda b: b.dst.count("/"))  # parents before children, as Apptainer mounts them in order
     return JobPlan(job, rule, tuple(binds), mounts.all(), tuple(problems))

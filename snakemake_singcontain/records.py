@@ -112,7 +112,17 @@ def _identity(path: str) -> tuple:
     return real, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _sha256(path: str) -> str:
+def image_identity(path: str) -> tuple | None:
+    """What tells a local image file apart from any other, without reading it: its real path, size, mtime,
+    ctime and inode. Its owner can restore size and mtime (`touch -r`), never ctime; a replaced file has
+    another inode. None where it does not exist."""
+    try:
+        return _identity(path)
+    except OSError:
+        return None
+
+
+def sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -129,9 +139,12 @@ def _read_digests(cache: str) -> dict:
         return {}  # missing, half-written by a crashed older version, or foreign: hash again
 
 
-def image_digest(path: str, workdir: str | None = None) -> str:
+def image_digest(path: str, workdir: str | None = None) -> str | None:
     """sha256 of an image file: from this process's memory, else the workdir's shared cache, else hashed
-    (and cached). Warm the cache in the main process before submitting, so nodes never hash."""
+    (and cached). Warm the cache in the main process before submitting, so nodes never hash. None for a
+    sandbox (a folder image has no single content digest; its identity is its folder's)."""
+    if os.path.isdir(path):
+        return None
     identity = _identity(path)
     with _digests_lock:
         if identity in _digests:
@@ -142,7 +155,7 @@ def image_digest(path: str, workdir: str | None = None) -> str:
         if entry and entry.get("stat") == stat:
             _digests[identity] = entry["sha256"]
             return entry["sha256"]
-        digest = _sha256(real)
+        digest = sha256(real)
         if _identity(path) != identity:  # changed while hashed: use it once, cache nothing
             return digest
         _digests[identity] = digest

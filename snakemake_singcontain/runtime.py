@@ -25,6 +25,7 @@ class RuntimeInfo:
     conf_file: str | None = None
     setuid: bool = False
     userns: bool = True  # unprivileged user namespaces available
+    conf_error: str = ""  # why apptainer.conf could not be read: then nothing it grants can be verified
 
     def allows(self, key: str, default: bool = True) -> bool:
         values = self.conf.get(key)
@@ -71,14 +72,14 @@ def detect(preference: str = "auto", environ: Mapping[str, str] | None = None) -
         return None
     flavour, version = parse_version(_run([binary, "--version"]).stdout)
     conf_file, setuid = _locate_conf(binary, flavour)
-    conf = {}
+    conf, conf_error = {}, "" if conf_file else "the runtime did not say which configuration file it reads"
     if conf_file:
         try:
             with open(conf_file) as f:
                 conf = parse_conf(f.read())
-        except OSError:
-            conf_file = None
-    return RuntimeInfo(flavour, version, binary, conf, conf_file, setuid, _userns_available())
+        except OSError as err:
+            conf_error = err.strerror or str(err)
+    return RuntimeInfo(flavour, version, binary, conf, conf_file, setuid, _userns_available(), conf_error)
 
 
 def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:

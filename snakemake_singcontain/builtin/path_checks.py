@@ -6,6 +6,7 @@ from ..argv import expressible, needs_mount
 from ..findings import ERROR, NOTE, WARNING, Finding
 from ..hooks import hookimpl
 from ..paths import under
+from ..plan import JOB_LAYERS
 
 
 KERNEL_FILESYSTEMS = ("/proc", "/sys", "/dev")
@@ -63,7 +64,6 @@ def singcontain_check_rule(plan, runtime):
                       where=s.origins.get("namespaces"))
 
 
-JOB_LAYERS = ("auto-bind", "input", "workdir", "state", "shadow", "scratch", "snakemake")  # binds made from the job's paths
 PROBLEMS = {  # plan problem kind -> code, what it is, the fix
     "input": ("SC401", "input {path} is not visible in the container: {why}",
               "bind its folder (binds:) or enable auto_binds.inputs"),
@@ -71,10 +71,14 @@ PROBLEMS = {  # plan problem kind -> code, what it is, the fix
                "write it elsewhere, or bind its folder writable (mode: rw)"),
     "symlink": ("SC403", "input {path} is a symlink: {why}",
                 "bind the target's folder read-only, or copy the file into the workflow"),
-    "workdir": ("SC406", "output {path} cannot be written: {why}",
-                "write it into a folder of its own (e.g. results/), or give the rule `workdir: rw`"),
+    "workdir": ("SC406", "output {path} cannot be written: {why}", "write it into a folder of its own (e.g. results/)"),
     "dotdot": ("SC407", "{path}: {why}",
-               "keep the job's files inside the workdir (check the wildcard values), or bind that folder in the policy"),
+               "keep the job's files inside the workdir (check the wildcard values and symlinks), or bind that folder "
+               "in the policy (writable for an output: mode: rw)"),
+    "hostread": ("SC411", "output {path} cannot be written: {why}", "write it into a folder of its own (e.g. results/)"),
+    "link": ("SC412", "{path}: {why}",
+             "remove the link (a job left it); if you made it, make it a folder, or point it out of the workdir at a "
+             "folder the policy binds"),
     "benchmark": ("SC408", "benchmark {path} lies in a folder the job can write: {why}",
                   "give benchmarks a folder of their own, e.g. benchmark: \"benchmarks/{sample}.tsv\""),
     "inputs": ("SC409", "{why} (first: {path})",

@@ -14,6 +14,11 @@ def singcontain_check_rule(plan, runtime):
                       "load the site's apptainer module, or install Apptainer (https://apptainer.org/docs/admin/latest/installation.html)")
         return
     conf = runtime.conf_file or "apptainer.conf"
+    if runtime.conf_error:  # fail closed: what the configuration grants cannot be verified
+        yield Finding("SC214", ERROR, rule, f"the runtime's configuration {conf} cannot be read ({runtime.conf_error}), "
+                      "so whether it grants the rule's namespaces and binds cannot be verified",
+                      "make the file readable to you, or ask the site admin which settings it holds")
+        return
     for ns in s.effective_namespaces:
         # Measured with `allow pid ns = no`: the runtime only warns and runs the job in the host's namespace.
         if ns != "net" and not runtime.allows(f"allow {ns} ns"):

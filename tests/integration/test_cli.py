@@ -151,8 +151,10 @@ def test_explain_a_job(image, clean):
     assert run.returncode == 0, run
     assert re.search(r"containment +none +rules\['plot'\] \(containment\.yaml:10\)", run.output), run
     assert re.search(r"namespaces +pid +defaults \(containment\.yaml:4\)", run.output), run
-    # containment none: the runtime's default /tmp mount shows the inputs in scratch (under /tmp), no auto-bind
-    assert re.search(rf" exec --home {work} --pid --bind {site}:/site:ro{snakemakes_own_binds()} {image} bash -c '…'$",
+    # containment none: the runtime's default /tmp mount shows the inputs in scratch (under /tmp), no auto-bind;
+    # the workdir read-only but for the output's folder, as in every container
+    assert re.search(rf" exec --home {work} --pid --bind {site}:/site:ro --bind {work}:{work}:ro --bind "
+                     rf"{work}/results:{work}/results:rw{snakemakes_own_binds()} {image} bash -c '…'$",
                      run.output, re.M), run
 
     run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=b", *config(image, scratch))

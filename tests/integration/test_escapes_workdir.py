@@ -48,21 +48,18 @@ def apptainer_warnings(output: str) -> list[str]:
 def probe_run(image: str, policy: str) -> dict:
     run_name = policy.removesuffix(".yaml")
     parent, work = copy_workflow("probes")
-    site = parent / "site"
-    site.mkdir()
-    chown_tree(site)
     try:
-        policy_text = (work / policy).read_text()
-        run = snakemake(work, "--config", f"image={image}", f"policy={policy}", f"site={site}", f"run={run_name}")
+        policy_text = (work / "containment.yaml").read_text()
+        run = snakemake(work, "--config", f"image={image}", f"policy={policy}", f"run={run_name}")
         assert run.returncode == 0, run
-        seen = records(work / "results/a/probe.txt") | records(site / "out/d/probe.txt")
+        seen = records(work / "results/a/probe.txt") | records(work / "results/out/d/probe.txt")
         landed = {  # judged on the host
-            "append_policy": (work / policy).read_text() != policy_text,
+            "append_policy": (work / "containment.yaml").read_text() != policy_text,
             "new_file_beside_snakefile": (work / f"planted-{run_name}.smk").exists(),
             "overwrite_input_same_folder": (work / "results/a/made.txt").read_text() != "original\n",
             "overwrite_input_other_folder": (work / "inter/other.txt").read_text() != "original\n",
             "write_dot_snakemake": (work / ".snakemake" / f"planted-{run_name}").exists(),
-            "write_beside_directory_output": (site / "out" / f"sibling-{run_name}").exists(),
+            "write_beside_directory_output": (work / "results" / "out" / f"sibling-{run_name}").exists(),
         }
         return {"seen": seen, "landed": landed, "output": run.output}
     finally:
@@ -71,11 +68,11 @@ def probe_run(image: str, policy: str) -> dict:
 
 @pytest.fixture(scope="module")
 def probes(image):
-    return {policy: probe_run(image, policy) for policy in ("containment.yaml", "control.yaml")}
+    return {policy: probe_run(image, policy) for policy in ("containment.yaml", "off")}
 
 
 def test_workdir_is_read_only_to_a_contained_job(probes):
-    contained, control = probes["containment.yaml"], probes["control.yaml"]
+    contained, control = probes["containment.yaml"], probes["off"]
     escaped = [name for name in WORKDIR_ATTEMPTS if contained["landed"][name]]
     assert not escaped, f"a containall job wrote {escaped}\n{contained['seen']}"
     not_erofs = {name: contained["seen"].get(f"{name}_error") for name in WORKDIR_ATTEMPTS
@@ -85,7 +82,7 @@ def test_workdir_is_read_only_to_a_contained_job(probes):
 
 
 def test_directory_output_binds_itself_not_its_parent(probes):
-    contained, control = probes["containment.yaml"], probes["control.yaml"]
+    contained, control = probes["containment.yaml"], probes["off"]
     assert not contained["landed"]["write_beside_directory_output"], contained["seen"]
     assert control["landed"]["write_beside_directory_output"], control["seen"]
 
@@ -97,7 +94,7 @@ def test_no_apptainer_warning_for_shell_and_script_rules(probes):
 
 
 # Refused before submission: an output that a wildcard value (from the config, or from a checkpoint's output)
-# leads out of the workdir through '..', an output in the workdir's root, a policy that is not a regular file.
+# leads out of the workdir through '..', an output in .snakemake, a policy that is not a regular file.
 REFUSAL_SNAKEFILE = """\
 from snakemake_singcontain import contain
 if config["policy"] != "off":
@@ -111,7 +108,7 @@ rule sample:
     output: "results/{sample}.txt"
     shell: "echo made > {output}"
 """
-ROOT_SNAKEFILE = REFUSAL_SNAKEFILE.replace('"results/{sample}.txt"', '"{sample}.txt"')
+STATE_SNAKEFILE = REFUSAL_SNAKEFILE.replace('"results/{sample}.txt"', '".snakemake/out/{sample}.txt"')
 # The sample names come from a checkpoint's output, data that a contained job wrote: the jobs they add to the
 # DAG must be checked before they are submitted too.
 CHECKPOINT_SNAKEFILE = REFUSAL_SNAKEFILE.replace(
@@ -191,12 +188,12 @@ def test_policy_that_is_not_a_regular_file_is_refused_without_hanging(image, kin
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_output_in_the_workdir_root_is_refused_with_the_fix(image):
-    parent, work = refusal_workflow(ROOT_SNAKEFILE)
+def test_output_in_snakemakes_state_folder_is_refused_with_the_fix(image):
+    parent, work = refusal_workflow(STATE_SNAKEFILE)
     try:
         run = snakemake(work, "--config", f"image={image}", "policy=containment.yaml", 'samples=["a"]')
-        assert_refused(run, "error SC406 rule sample", "a.txt", "fix:")
-        assert not (work / "a.txt").exists()
+        assert_refused(run, "error SC406 rule sample", ".snakemake/out/a.txt", "fix:")
+        assert not (work / ".snakemake" / "out" / "a.txt").exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
@@ -317,9 +314,9 @@ def test_writable_folder_swapped_for_a_symlink_is_refused(image):
     assert not any(contained["landed"].values()), f"a job wrote the home through a swapped folder: " \
                                                   f"{contained['landed']}\n{run}"
     assert "Traceback" not in run.output, run
-    # The policy bind that became a symlink is refused with SC502 (the output folder may instead be bound
-    # as checked, then the job's write simply fails).
-    assert run.returncode != 0 and "SC502" in run.output, run
+    # The policy bind that became a symlink is refused with SC502, the output folder that now leads out of the
+    # workdir with SC407 (judged by its real path right before the job).
+    assert run.returncode != 0 and "SC502" in run.output and "SC407" in run.output, run
     control = swap_run(image, "off")
     assert all(control["landed"].values()), f"control: {control['landed']}\n{control['run']}"
 

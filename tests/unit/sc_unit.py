@@ -61,10 +61,11 @@ class Site:
 
     def checker(self, text: str, rules: Iterable[str] | Mapping[str, str] = ("a",), runtime=APPTAINER,
                 env: Mapping[str, str] | None = None, plugins=(), environ: Mapping[str, str] | None = None,
-                name: str = "containment.yaml") -> Checker:
+                name: str = "containment.yaml", host_reads: tuple[str, ...] = (), source: str | None = None) -> Checker:
         kinds = dict(rules) if isinstance(rules, Mapping) else {rule: "shell" for rule in rules}
         return Checker(self.policy(text, env, name), runtime, plugin_manager(plugins), workdir=self.workdir,
-                       rule_kinds=kinds, environ={} if environ is None else environ)
+                       rule_kinds=kinds, environ={} if environ is None else environ, host_reads=host_reads,
+                       source=source)
 
 
 def job(rule: str = "a", inputs=(), outputs=(), image: str | None = IMAGE, **kw) -> JobSpec:

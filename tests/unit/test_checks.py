@@ -338,10 +338,10 @@ def test_sc306_user_protected_path(site):
 
 
 def test_sc306_output_auto_bind_under_protected_path(site):
-    site.dir("raw")
-    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n")
-    f = expect(c.check([job("a", outputs=[site.path("raw", "new", "x.txt")], wildcards={"n": "1"})]),
-               "SC306", ERROR, "a", site.path("raw", "new"))
+    site.dir("work", "raw")
+    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/work/raw']}\n")
+    f = expect(c.check([job("a", outputs=["raw/new/x.txt"], wildcards={"n": "1"})]),
+               "SC306", ERROR, "a", site.path("work", "raw", "new"))
     assert f.job == "a[n=1]"
 
 
@@ -377,13 +377,67 @@ def test_sc306_protected_path_is_compared_by_its_real_path(site):
     expect(c.check([job("a")]), "SC306", ERROR, "a", site.path("archive"), f"protected {real}")
 
 
-def test_sc306_output_folder_leading_into_a_protected_path(site):
-    # results/ is a symlink into the protected raw data: its auto-bind would make raw data writable.
+def test_sc407_output_folder_leading_out_of_the_workdir_through_a_symlink(site):
+    # results/ is a symlink to the raw data (or $HOME): binding it would make that writable. Judged by real path.
     raw = site.dir("raw")
     (site.root / "work" / "results").symlink_to(raw)
-    c = site.checker("version: 1\ndefaults: {protected: ['${ROOT}/raw']}\n")
-    f = expect(c.check([job("a", outputs=["results/x.txt"])]), "SC306", ERROR, "a", "protected")
-    assert f.job == "a" and raw in f.message
+    c = site.checker("version: 1\n")
+    spec = job("a", outputs=["results/x.txt"])
+    f = expect(c.check([spec]), "SC407", ERROR, "a", f"really lies at {raw}/x.txt")
+    assert f.job == "a" and raw not in {b.src for b in c.job_plan(spec).binds}
+
+
+def test_sc407_passes_for_an_output_folder_leading_under_a_writable_policy_bind(site):
+    dust = site.dir("dust", "results")
+    (site.root / "work" / "results").symlink_to(dust)
+    c = site.checker("version: 1\ndefaults: {binds: ['${ROOT}/dust:rw']}\n")
+    assert codes(c.check([job("a", outputs=["results/x.txt"])])) == []
+
+
+def test_sc407_absolute_output_built_from_data(site):
+    # A sample named "/home/user": an absolute output makes no host folder writable by itself.
+    home = site.dir("home")
+    c = site.checker("version: 1\n")
+    spec = job("a", outputs=[f"{home}/x.txt"], wildcards={"sample": home})
+    expect(c.check([spec]), "SC407", ERROR, "a", home)
+    assert c.job_plan(spec).access(f"{home}/x.txt") is None
+
+
+def test_sc411_output_where_the_host_reads_configuration_or_code(site):
+    # '..' that stays in the workdir reaches profiles/, from which Snakemake loads a profile on the next run.
+    profiles = site.path("work", "profiles")
+    c = site.checker("version: 1\n", host_reads=(profiles, site.path("work", "Snakefile")))
+    expect(c.check([job("a", outputs=["results/../profiles/default/config.yaml"])]), "SC411", ERROR, "a", profiles)
+    expect(c.check([job("a", outputs=["Snakefile"])]), "SC411", ERROR, "a", "Snakefile")
+    assert codes(c.check([job("a", outputs=["results/x.txt", "all.done"])])) == []
+
+
+def test_sc412_link_a_job_left_leading_elsewhere_in_the_workdir(site):
+    # results/c2 -> ../data: the next job's output folder would be the raw data.
+    data = site.dir("work", "data")
+    site.dir("work", "results")
+    (site.root / "work" / "results" / "c2").symlink_to(data)
+    c = site.checker("version: 1\n")
+    expect(c.check([job("a", outputs=["results/c2/x.txt"])]), "SC412", ERROR, "a", "results/c2")
+
+
+def test_sc412_link_a_job_left_leading_out_of_the_workdir_for_an_input(site):
+    secret = site.dir("home", ".ssh")
+    site.dir("work", "results")
+    (site.root / "work" / "results" / "c2").symlink_to(secret)
+    c = site.checker("version: 1\n")
+    spec = job("a", inputs=["results/c2/id_rsa"])
+    expect(c.check([spec]), "SC412", ERROR, "a", "results/c2")
+    assert secret not in {b.src for b in c.job_plan(spec).binds}
+
+
+def test_sc412_passes_for_the_users_links_at_the_workdirs_top(site):
+    big = site.dir("big", "data")
+    site.dir("work", "scratch", "results")
+    (site.root / "work" / "data").symlink_to(big)
+    (site.root / "work" / "results").symlink_to(site.path("work", "scratch", "results"))
+    c = site.checker("version: 1\n")
+    assert codes(c.check([job("a", inputs=["data/x.fq"], outputs=["results/x.txt"])])) == []
 
 
 def test_sc306_writable_workdir_containing_a_protected_path(site):
@@ -433,9 +487,9 @@ def test_sc307_passes_for_names_that_only_share_a_prefix(site):
 
 
 def test_sc105_output_auto_bind_under_never_writable(site):
-    plugin = floor_plugin(Floor(never_writable=(site.path("data"),)))
+    plugin = floor_plugin(Floor(never_writable=(site.path("work", "data"),)))
     c = site.checker("version: 1\n", plugins=[plugin])
-    expect(c.check([job("a", outputs=[site.path("data", "out", "x.txt")])]), "SC105", ERROR, "a", "sitefloor")
+    expect(c.check([job("a", outputs=["data/out/x.txt"])]), "SC105", ERROR, "a", "sitefloor")
 
 
 def test_sc105_writable_workdir_under_never_writable(site):
@@ -485,16 +539,15 @@ def test_sc402_output_under_read_only_bind(site):
     expect(c.check([job("a", outputs=[path])]), "SC402", ERROR, "a", path, "read-only")
 
 
-def test_sc402_output_outside_with_auto_binds_off(site):
+def test_sc402_output_with_auto_binds_off(site):
     c = site.checker("version: 1\ndefaults: {auto_binds: {outputs: false}}\n")
-    path = site.path("results", "x.txt")
-    expect(c.check([job("a", outputs=[path])]), "SC402", ERROR, "a", path)
+    expect(c.check([job("a", outputs=["results/x.txt"])]), "SC402", ERROR, "a", f"{site.workdir}/results/x.txt")
 
 
 def test_sc402_passes_for_rw_bind_workdir_and_auto_bind(site):
     site.dir("ref", "index")
     c = site.checker("version: 1\nrules: {a: {binds: ['${ROOT}/ref:ro', '${ROOT}/ref/index:rw']}}\n")
-    outputs = [site.path("ref", "index", "g.idx"), "results/x.txt", site.path("out", "y.txt")]
+    outputs = [site.path("ref", "index", "g.idx"), "results/x.txt"]
     assert codes(c.check([job("a", outputs=outputs)])) == []
 
 
@@ -556,15 +609,24 @@ def test_sc405_passes_for_inputs_elsewhere_or_under_a_policy_bind(site):
 # --- SC406–SC409: what a contained job may write ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("output, name", [("x.txt", "x.txt"), ("{w}/log.txt", "log.txt"),
-                                          ("logs/../y.txt", "y.txt"), (".snakemake/x", ".snakemake/x")])
-def test_sc406_output_in_the_read_only_workdirs_root(site, output, name):
+@pytest.mark.parametrize("output, name", [("x.txt", "x.txt"), ("{w}/log.txt", "log.txt"), ("logs/../y.txt", "y.txt")])
+def test_an_output_at_the_workdirs_top_is_bound_alone(site, output, name):
     output = output.format(w=site.workdir)
     c = site.checker("version: 1\n")
     spec = job("a", outputs=[output], wildcards={"s": "1"})
-    f = expect(c.check([spec]), "SC406", ERROR, "a", f"{site.workdir}/{name}")
-    assert f.job == "a[s=1]" and "results/" in f.fix and "workdir: rw" in f.fix
-    assert c.job_plan(spec).access(output) == "ro"  # nothing made writable for it
+    assert codes(c.check([spec])) == []
+    plan = c.job_plan(spec)
+    assert plan.access(f"{site.workdir}/{name}") == "rw" and plan.access(f"{site.workdir}/beside.txt") == "ro"
+    assert [(b.src, b.mode) for b in plan.binds if b.origin.layer == "top-level file"] == [
+        (f"{site.workdir}/{name}", "rw")]
+
+
+def test_sc406_output_in_snakemakes_state_folder(site):
+    c = site.checker("version: 1\n")
+    spec = job("a", outputs=[".snakemake/x"], wildcards={"s": "1"})
+    f = expect(c.check([spec]), "SC406", ERROR, "a", f"{site.workdir}/.snakemake/x")
+    assert f.job == "a[s=1]" and "results/" in f.fix
+    assert c.job_plan(spec).access(".snakemake/x") == "ro"  # nothing made writable for it
 
 
 def test_sc406_passes_in_a_folder_of_its_own_or_with_a_writable_workdir(site):
@@ -585,7 +647,7 @@ def test_sc407_path_leaving_the_workdir_through_dotdot(site, raw, kind):
     raw = raw.format(w=site.workdir)
     c = site.checker("version: 1\n")
     spec = job("a", **{kind: [raw]}, wildcards={"sample": "../outside"})
-    f = expect(c.check([spec]), "SC407", ERROR, "a", site.path("outside"), "'..'")
+    f = expect(c.check([spec]), "SC407", ERROR, "a", site.path("outside"), "'..'" if kind == "inputs" else "really")
     assert f.job == "a[sample=../outside]" and "wildcard" in f.fix
     assert site.path("outside") not in {b.src for b in c.job_plan(spec).binds}  # nothing bound for it
 
@@ -595,7 +657,7 @@ def test_sc407_passes_inside_the_workdir_or_under_a_policy_bind_or_without_conta
     c = site.checker("version: 1\nrules:\n  a: {binds: ['${ROOT}/ref:ro']}\n  n: {containment: none}\n",
                      rules=["a", "n"])
     assert codes(c.check([job("a", inputs=["../ref/g.fa", "data/../in.txt"], outputs=["results/sub/../x.txt"]),
-                          job("n", inputs=["../elsewhere/in.txt"], outputs=["../elsewhere/out.txt"])])) == []
+                          job("n", inputs=["../elsewhere/in.txt"])])) == []
 
 
 def test_sc408_benchmark_in_a_folder_the_job_can_write(site):

@@ -33,12 +33,12 @@ def test_auto_binds_sorted_among_policy_binds(site):
 
 def test_auto_binds_one_per_folder_and_outputs_win(site):
     c = site.checker("version: 1\n")
-    out = site.path("out")
+    out = f"{site.workdir}/out"
     plan = c.job_plan(job("a", inputs=[f"{out}/in.txt", site.path("ref", "g.fa"), site.path("ref", "g.fai"),
                                        f"{out}/sub/deeper.txt"],
                           outputs=[f"{out}/x.txt", f"{out}/y.txt"]))
     auto = [(b.src, b.dst, b.mode) for b in plan.binds if b.origin.layer == "auto-bind"]
-    assert auto == [(out, out, "rw"), (site.path("ref"), site.path("ref"), "ro")]
+    assert auto == [(site.path("ref"), site.path("ref"), "ro"), (out, out, "rw")]
     assert all(b.required is False for b in plan.binds)
     # Inputs inside the output's writable folder are bound read-only, file by file, after the folder.
     inputs = [(b.dst, b.mode) for b in plan.binds if b.origin.layer == "input"]
@@ -61,11 +61,16 @@ def test_inputs_in_the_workdir_need_no_bind_and_outputs_get_their_folder(site):
         "ro", "ro", "ro", "ro", "rw"]
 
 
-def test_without_containment_the_workdir_stays_writable_and_unbound(site):
+def test_without_containment_the_workdir_is_read_only_too(site):
+    # Snakemake's --home would give a `containment: none` job the workdir writable: what it wrote there (the
+    # seal, a profile) later jobs and runs would trust.
     c = site.checker("version: 1\ndefaults: {containment: none}\n")
     plan = c.job_plan(job("a", inputs=["data/in.txt"], outputs=["out.txt", "results/x.txt"]))
-    assert plan.binds == () and plan.problems == ()
-    assert plan.access("out.txt") == plan.access("Snakefile") == "rw"
+    w = site.workdir
+    assert [(b.dst, b.mode, b.origin.layer) for b in plan.binds] == [
+        (w, "ro", "workdir"), (f"{w}/out.txt", "rw", "top-level file"), (f"{w}/results", "rw", "auto-bind")]
+    assert plan.problems == ()
+    assert (plan.access("out.txt"), plan.access("results/y"), plan.access("Snakefile")) == ("rw", "rw", "ro")
 
 
 def test_auto_binds_modes_follow_the_policy(site):
@@ -76,9 +81,9 @@ def test_auto_binds_modes_follow_the_policy(site):
 
 def test_auto_binds_off(site):
     c = site.checker("version: 1\ndefaults: {auto_binds: false}\n")
-    plan = c.job_plan(job("a", inputs=[site.path("ref", "g.fa")], outputs=[site.path("out", "x")]))
+    plan = c.job_plan(job("a", inputs=[site.path("ref", "g.fa")], outputs=["results/x"]))
     assert [b.origin.layer for b in plan.binds] == ["workdir"]
-    assert [(kind, path) for kind, path, _ in plan.problems] == [("output", site.path("out", "x")),
+    assert [(kind, path) for kind, path, _ in plan.problems] == [("output", f"{site.workdir}/results/x"),
                                                                   ("input", site.path("ref", "g.fa"))]
 
 
@@ -125,12 +130,13 @@ def test_rule_plan_is_shared_by_jobs_of_a_rule_and_image(site):
 
 @pytest.fixture
 def access_plan(site):
-    for parts in (("ref", "idx"), ("v2",), ("d", "ab")):
+    for parts in (("ref", "idx"), ("v2",), ("d", "ab"), ("out",)):
         site.dir(*parts)
     c = site.checker("""
         version: 1
         defaults:
           binds:
+            - ${ROOT}/out:rw
             - ${ROOT}/ref:ro
             - ${ROOT}/ref/idx:rw
             - {src: '${ROOT}/v2', dst: '${ROOT}/shown'}
@@ -156,7 +162,7 @@ def access_plan(site):
     (("d", "ab", "f"), "ro"),
     (("d", "abc", "f"), None),  # a name prefix is not a parent
     (("in", "x"), "ro"),  # auto-bound input folder
-    (("out", "y"), "rw"),  # auto-bound output folder
+    (("out", "y"), "rw"),  # an output under a writable policy bind
     (("elsewhere", "z"), None),
 ])
 def test_access(access_plan, parts, mode):
@@ -216,26 +222,17 @@ def test_output_folder_is_bound_writable_after_the_read_only_workdir_and_its_par
     assert (plan.binds[0].dst, plan.binds[0].mode) == (str(site.root), "ro")
 
 
-def test_without_containment_the_workdir_stays_writable_under_a_parent_bind(site):
+def test_without_containment_the_workdir_is_bound_read_only_after_a_parent_bind(site):
     c = site.checker("version: 1\ndefaults: {containment: none, binds: ['${ROOT}:ro']}\n")
     spec = job("a", outputs=["out.txt"])
     plan = c.job_plan(spec)
     out = f"{site.workdir}/out.txt"
-    assert plan.access(out) == "rw" and plan.problems == ()
+    assert plan.access(out) == "rw" and plan.access("Snakefile") == "ro" and plan.problems == ()
     assert seen(mounted(apptainer_args(plan, runtime(), {}), site.workdir), out) == (out, "rw")
-    parent, again = plan.binds
+    parent, again, alone = plan.binds
     assert (parent.dst, parent.mode) == (str(site.root), "ro")
-    assert (again.src, again.dst, again.mode, again.origin.layer) == (site.workdir, site.workdir, "rw", "workdir")
-
-
-@pytest.mark.parametrize("policy, inputs", [
-    ("version: 1\ndefaults: {containment: none}\n", ["sub/in.txt", "../sibling/in.txt"]),  # a sibling of the workdir
-    ("version: 1\ndefaults: {containment: none, binds: ['${ROOT}/work/sub:ro']}\n", []),  # a folder inside it
-])
-def test_without_containment_the_workdir_is_bound_again_only_under_a_parent_bind(site, policy, inputs):
-    site.dir("work", "sub")
-    plan = site.checker(policy).job_plan(job("a", inputs=inputs, outputs=["results/x.txt"]))
-    assert all(b.origin.layer != "workdir" and b.dst != site.workdir for b in plan.binds), plan.binds
+    assert (again.src, again.dst, again.mode, again.origin.layer) == (site.workdir, site.workdir, "ro", "workdir")
+    assert (alone.dst, alone.mode) == (out, "rw")
 
 
 def test_a_contained_job_always_gets_the_workdir_read_only_after_its_parents(site):

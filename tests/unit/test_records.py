@@ -205,8 +205,8 @@ def hashed(monkeypatch):
     """Which files image_digest really read, in a process without digests in memory."""
     monkeypatch.setattr(records, "_digests", {})
     read = []
-    real = records._sha256
-    monkeypatch.setattr(records, "_sha256", lambda path: read.append(path) or real(path))
+    real = records.sha256
+    monkeypatch.setattr(records, "sha256", lambda path: read.append(path) or real(path))
     return read
 
 

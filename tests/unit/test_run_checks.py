@@ -39,19 +39,36 @@ def test_a_missing_local_image_is_an_error_and_a_remote_one_is_not(tmp_path):
     assert image_findings("a", "docker://alpine:3.19", None) == []  # without --sdm apptainer: no path
 
 
-def test_a_symlink_planted_among_outputs_is_removed_when_it_leads_outside(tmp_path):
+def test_links_planted_among_outputs_are_removed_where_snakemake_would_follow_them(tmp_path):
     site = Site(tmp_path)
     secret = tmp_path / "home" / "secret"
     secret.parent.mkdir()
     secret.write_text("s")
-    plan = site.checker("version: 1\n").job_plan(job("a", inputs=["data/in.txt"],
-                                                     outputs=["results/out.txt", "results/link.txt"]))
-    results = tmp_path / "work" / "results"
-    results.mkdir()
+    out = tmp_path / "work" / "results"
+    spec = job("a", inputs=["data/in.txt"], outputs=["results/out.txt", "results/link.txt", "results/kept.txt"],
+               protected=frozenset({str(out / "kept.txt")}))
+    plan = site.checker("version: 1\n").job_plan(spec)
+    out.mkdir()
     (tmp_path / "work" / "data").mkdir()
     (tmp_path / "work" / "data" / "in.txt").write_text("in")
-    os.symlink(secret, results / "out.txt")                        # outside what the job saw: removed
-    os.symlink(tmp_path / "work" / "data" / "in.txt", results / "link.txt")  # an input it saw: kept
-    planted = jobstart.remove_planted_symlinks(plan)
-    assert planted == [f"{results / 'out.txt'} -> {secret}"]
-    assert not (results / "out.txt").is_symlink() and (results / "link.txt").is_symlink() and secret.exists()
+    os.symlink(secret, out / "out.txt")                               # out of the job's view: removed
+    os.symlink(tmp_path / "work" / "data" / "in.txt", out / "link.txt")  # `ln -s {input}`: Snakemake only reads it
+    os.symlink(tmp_path / "work" / "data" / "in.txt", out / "kept.txt")  # protected(): Snakemake would chmod the input
+    planted = jobstart.remove_planted_links(plan)
+    assert sorted(planted) == sorted([f"{out / 'out.txt'} -> {secret}", f"{out / 'kept.txt'} -> {tmp_path}/work/data/in.txt"])
+    assert not (out / "out.txt").is_symlink() and (out / "link.txt").is_symlink() and secret.exists()
+    assert not (out / "kept.txt").is_symlink()
+
+
+def test_a_folder_on_the_way_to_an_output_swapped_for_a_link_is_removed(tmp_path):
+    # The job replaced results/sub (its output's folder's child) by a link to a host folder: Snakemake's
+    # chmod/move would follow it.
+    site = Site(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "x.txt").write_text("host")
+    spec = job("a", outputs=["results/sub/x.txt"], protected=frozenset({str(tmp_path / "work/results/sub/x.txt")}))
+    plan = site.checker("version: 1\n").job_plan(spec)
+    (tmp_path / "work" / "results").mkdir(parents=True)
+    os.symlink(home, tmp_path / "work" / "results" / "sub")
+    assert jobstart.remove_planted_links(plan) == []  # results/sub is not the job's writable folder: judged at start

@@ -5,11 +5,12 @@ read, an image, or a writable folder changed since (SC501, SC502)."""
 
 import json
 import os
+import time
 
 import pytest
 
 from sc_unit import APPTAINER, codes, job
-from snakemake_singcontain import seal
+from snakemake_singcontain import records, seal
 from snakemake_singcontain.checker import Checker
 from snakemake_singcontain.errors import PolicyError
 from snakemake_singcontain.plugins import plugin_manager
@@ -37,7 +38,7 @@ def checked(site):
 def test_round_trip_keeps_the_settings_exactly(checked):
     site, _, settings = checked
     sealed = seal.Seal(settings, "docker://alpine:3.19", {site.path("containment.yaml"): "ab" * 32},
-                       {"/images/x.sif": (123, 456)}, {site.path("work", "results"): "/scratch/results"})
+                       {"/images/x.sif": ("/images/x.sif", 123, 456, 789, 10)})
     text = seal.dumps(sealed)
     json.loads(text)  # plain JSON, written by the main process and read on a node
     back = seal.loads(text)
@@ -60,49 +61,26 @@ def test_changed_files_names_files_changed_or_gone(tmp_path):
     same, edited, gone = (tmp_path / name for name in ("policy.yaml", "config.yaml", "extra.yaml"))
     for path in (same, edited, gone):
         path.write_text("a: 1\n")
-    sealed = seal.Seal({}, files={str(p): seal.sha256(str(p)) for p in (same, edited, gone)})
+    sealed = seal.Seal({}, files={str(p): records.sha256(str(p)) for p in (same, edited, gone)})
     assert seal.changed_files(sealed) == []
     edited.write_text("a: 2\n")
     gone.unlink()
     assert seal.changed_files(sealed) == [str(edited), str(gone)]
 
 
-def test_changed_image_by_size_and_time(tmp_path):
+def test_changed_image_also_when_size_and_times_are_restored(tmp_path):
     image = tmp_path / "x.sif"
     image.write_bytes(b"sif")
-    sealed = seal.Seal({}, images={str(image): seal.image_identity(str(image))})
+    sealed = seal.Seal({}, images={str(image): records.image_identity(str(image))})
     assert seal.changed_image(sealed, str(image)) is None
-    os.utime(image, ns=(1, 1))
+    # Rewritten in place at the same size, its times put back as they were (touch -r): the ctime moved.
+    before = image.stat()
+    time.sleep(0.05)  # the kernel's file times tick in milliseconds
+    image.write_bytes(b"SIF")
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert image.stat().st_size == before.st_size and image.stat().st_mtime_ns == before.st_mtime_ns
     assert "changed since the check" in seal.changed_image(sealed, str(image))
     assert "not among the images checked" in seal.changed_image(sealed, str(tmp_path / "other.sif"))
-
-
-def test_a_folder_swapped_for_a_symlink_since_the_check(tmp_path):
-    results = tmp_path / "work" / "results"
-    results.mkdir(parents=True)
-    paths = [str(results), str(tmp_path / "work" / "logs")]
-    links = seal.symlinks_on(paths)
-    assert links == {}
-    assert seal.unchecked_links(paths, links) == []
-    # A job replaces its writable output folder by a symlink to a folder it must not write.
-    results.rmdir()
-    results.symlink_to("/etc")
-    assert seal.unchecked_links(paths, links) == [(str(results), "/etc")]
-
-
-def test_a_symlink_the_check_saw_is_accepted_and_a_changed_target_is_not(tmp_path):
-    real, other = tmp_path / "scratch", tmp_path / "elsewhere"
-    real.mkdir()
-    other.mkdir()
-    link = tmp_path / "work_results"
-    link.symlink_to(real)
-    paths = [str(link / "sub")]
-    links = seal.symlinks_on(paths)
-    assert links == {str(link): str(real)}
-    assert seal.unchecked_links(paths, links) == []
-    link.unlink()
-    link.symlink_to(other)
-    assert seal.unchecked_links(paths, links) == [(str(link), str(other))]
 
 
 def test_a_checker_from_sealed_settings_plans_what_the_policy_checker_planned(checked):
@@ -124,3 +102,14 @@ def test_a_sealed_checker_never_reads_a_policy_again(checked):
     with pytest.raises(PolicyError, match="rule c was not among the rules checked") as err:
         node.settings("c")
     assert err.value.fix
+
+
+def test_a_writable_bind_source_replaced_by_a_link_since_the_check(tmp_path):
+    scratch, home = tmp_path / "scratch", tmp_path / "home"
+    scratch.mkdir()
+    home.mkdir()
+    sealed = seal.Seal({}, sources={str(scratch): str(scratch)})
+    assert seal.moved_sources(sealed, [str(scratch)]) == []
+    scratch.rmdir()
+    scratch.symlink_to(home)  # by anything that could write its parent
+    assert seal.moved_sources(sealed, [str(scratch)]) == [(str(scratch), str(home))]

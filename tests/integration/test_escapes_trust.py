@@ -1,0 +1,220 @@
+"""Nothing a job can write is trusted (issue 19), in the real Apptainer, as an ordinary user: links a job
+leaves, grants judged by real path, Snakemake's own host-side steps after a job, the seal, the policy's name,
+the image's identity, and a runtime configuration that cannot be read.
+
+Each class has a probe from inside the job, the evidence on the host (file modes, moved files, what the
+terminal shows) and a control that shows the escape with the protection off (the plugin off, or the rule
+uncontained), so that a probe that cannot see an escape proves nothing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake, user_entry
+
+WORKFLOWS = Path(__file__).parent / "workflows" / "escapes_trust"
+SINGCONTAIN = str(Path(SNAKEMAKE).with_name("singcontain"))
+pytestmark = pytest.mark.apptainer
+
+REFUSED = "the containment policy failed its checks"
+# cluster-generic with `bash` as the submit command: each job script runs at once, as on a node that shares
+# the workdir (a Snakemake of its own parses the Snakefile again and runs the sealed settings).
+CLUSTER = ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "1",
+           "--seconds-between-status-checks", "1"]
+HOME = Path(user_entry().pw_dir) if user_entry() else Path("/nonexistent")
+
+
+def copy_workflow(name: str) -> tuple[Path, Path]:
+    """(parent, workdir): the workflow under a folder of its own, with a site folder beside it."""
+    parent = owned_dir("singcontain-esctrust-")
+    work = parent / "wf"
+    shutil.copytree(WORKFLOWS / name, work)
+    (parent / "site").mkdir()
+    chown_tree(parent)
+    return parent, work
+
+
+def owned(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
+    """A file (text given) or folder of the test user's, with this mode."""
+    user = user_entry()
+    if text is None:
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(mode)
+    return path
+
+
+def codes(run) -> set[str]:
+    """The finding codes of the run's output ('error SC412 …' lines, and 'SC501' named in a refusal)."""
+    import re
+    return set(re.findall(r"\bSC\d{3}\b", run.output))
+
+
+def no_traceback(run):
+    assert "Traceback" not in run.output and "Logging error" not in run.output, run
+
+
+class HomeFiles:
+    """Files and folders of the test user's home that no job may reach, removed afterwards."""
+
+    def __init__(self, tag: str):
+        self.tag = f"{tag}-{os.getpid()}"
+        self.made: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        path = HOME / f".singcontain-{self.tag}-{name}"
+        self.made.append(path)
+        return path
+
+    def close(self):
+        for path in self.made:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def home_files(request):
+    made = HomeFiles(request.node.name.split("[")[0][5:20])
+    yield made
+    made.close()
+
+
+# --- 1. links a job left are trusted later --------------------------------------------------------------------
+
+
+def links_runs(image: str, policy: str, *executor: str) -> dict:
+    """Two runs of one copy: the first leaves the links (results/p2, results/c2 -> the home), the next finds
+    them there. What landed in the home after each run, judged on the host."""
+    parent, work = copy_workflow("links")
+    control = [f"--apptainer-args=--bind={HOME}"] if policy == "off" else []
+    outcome = {}
+    try:
+        for attempt in ("first", "next"):
+            tag = f"{policy.removesuffix('.yaml')}-{attempt}-{os.getpid()}"
+            planted = [HOME / f"escaped-p-{tag}.txt", HOME / f"escaped-c-{tag}.txt"]
+            try:
+                run = snakemake(work, "--keep-going", *executor, *control, "--config", f"image={image}",
+                                f"policy={policy}", f"home={HOME}", f"tag={tag}")
+                outcome[attempt] = {"run": run, "landed": [p.name for p in planted if p.exists()]}
+            finally:
+                for path in planted:
+                    path.unlink(missing_ok=True)
+        return outcome
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("where", ["local", "cluster-generic"])
+def test_links_a_job_left_are_refused_in_this_run_and_the_next(image, where):
+    contained = links_runs(image, "containment.yaml", *(CLUSTER if where != "local" else ()))
+    for attempt, seen in contained.items():
+        run = seen["run"]
+        assert not seen["landed"], f"{attempt} run: a job wrote the home through a link a job left\n{run}"
+        assert run.returncode != 0 and "SC412" in codes(run), f"{attempt} run\n{run}"
+        no_traceback(run)
+    if where == "local":
+        control = links_runs(image, "off")
+        assert len(control["first"]["landed"]) == 2, f"control: {control['first']['run']}"
+
+
+# --- 2. writable grants judged by real path -------------------------------------------------------------------
+
+
+def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
+    parent, work = copy_workflow("grants")
+    tag = f"{policy.removesuffix('.yaml')}-{os.getpid()}"
+    secret_text = f"singcontain-trust-grants-{tag}"
+    secret = owned(home.path(f"grants-secret-{tag}"), secret_text + "\n", 0o600)
+    data = owned(home.path(f"grants-data-{tag}"), mode=0o700)
+    owned(data / "table.txt", "1 2 3\n", 0o600)
+    folders = json.dumps([str(HOME), "results/../profiles/default"])
+    control = [f"--apptainer-args=--bind={HOME}"] if policy == "off" else []
+    landed = [HOME / f"escaped-{tag}.txt", work / "profiles/default" / f"escaped-{tag}.txt"]
+    try:
+        run = snakemake(work, *control, "--config", f"image={image}", f"policy={policy}", f"tag={tag}",
+                        f"folders={folders}", f"data={data}", f"secret={secret}")
+        listing = work / "results/listing.txt"
+        return {"run": run, "absolute": landed[0].exists(), "profiles": landed[1].exists(),
+                "home_read": listing.exists() and secret_text in listing.read_text()}
+    finally:
+        landed[0].unlink(missing_ok=True)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_writable_grants_are_judged_by_real_path(image, home_files):
+    """An output folder from data that is an absolute host path (SC407), a '..' that stays in the workdir but
+    reaches profiles/ (SC411), an input folder of the home with no policy bind (SC407, not an auto-bind of the
+    whole home): refused before anything runs."""
+    contained = grants_run(image, "containment.yaml", home_files)
+    run = contained.pop("run")
+    escaped = [name for name, happened in contained.items() if happened]
+    assert not escaped, f"escaped: {escaped}\n{run}"
+    assert run.returncode != 0 and REFUSED in run.output, run
+    lines = run.output.splitlines()
+    assert [line for line in lines if "SC407" in line and "rule write" in line and str(HOME) in line], run
+    assert [line for line in lines if "SC411" in line and "rule write" in line and "profiles" in line], run
+    assert [line for line in lines if "SC407" in line and "rule read_folder" in line and "grants-data" in line], run
+    no_traceback(run)
+    control = grants_run(image, "off", home_files)
+    missed = [name for name, happened in control.items() if name != "run" and not happened]
+    assert not missed, f"control: no escape seen for {missed}\n{control['run']}"
+
+
+# --- 3. Snakemake's host-side steps after a job ---------------------------------------------------------------
+
+
+def host_steps_run(image: str, policy: str, home: HomeFiles, *executor: str) -> dict:
+    parent, work = copy_workflow("hoststeps")
+    run_tag = f"{policy.removesuffix('.yaml')}{'-cluster' if executor else ''}"
+    secret_text = f"singcontain-trust-secret-{run_tag}-{os.getpid()}"
+    secret = owned(home.path(f"secret-{run_tag}"), secret_text + "\n", 0o600)
+    secret_file = owned(home.path(f"secret-file-{run_tag}"), secret_text + "\n", 0o600)
+    victim = owned(home.path(f"victim-{run_tag}"), mode=0o700)
+    owned(victim / "sh", mode=0o700)
+    victim_text = f"a host file the job never saw {run_tag}\n"
+    owned(victim / "sh" / "out.txt", victim_text, 0o600)
+    bench = owned(home.path(f"bench-{run_tag}"), mode=0o700)
+    try:
+        run = snakemake(work, "--keep-going", "--show-failed-logs", *executor, "--config", f"image={image}",
+                        f"policy={policy}", f"secret={secret}", f"secret_file={secret_file}", f"victim={victim}", f"bench={bench}")
+        copied_logs = "".join(p.read_text(errors="replace") for p in (work / ".snakemake/log").rglob("*")
+                              if p.is_file()) if (work / ".snakemake/log").exists() else ""
+        moved = work / "results/sh/out.txt"
+        return {
+            "run": run,
+            "chmod_in_directory": secret.stat().st_mode & 0o777 != 0o600,  # protected() walks directory()
+            "chmod_file": secret_file.stat().st_mode & 0o777 != 0o600,
+            "benchmark": (bench / "b.tsv").exists(),
+            "shadow_move": not (victim / "sh/out.txt").exists()
+                           or (moved.exists() and not moved.is_symlink() and moved.read_text() == victim_text),
+            "failed_log_shown": secret_text in run.output,
+            "failed_log_copied": secret_text in copied_logs,
+        }
+    finally:
+        secret.chmod(0o600), secret_file.chmod(0o600)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("where", ["local", "cluster-generic"])
+def test_snakemakes_host_steps_do_not_follow_links_a_job_left(image, home_files, where):
+    contained = host_steps_run(image, "containment.yaml", home_files, *(CLUSTER if where != "local" else ()))
+    run = contained.pop("run")
+    escaped = [name for name, happened in contained.items() if happened]
+    assert not escaped, f"Snakemake's host-side steps followed the job's links: {escaped}\n{run}"
+    assert run.returncode != 0 and "SC410" in run.output, run  # the planting jobs failed, named
+    no_traceback(run)
+    if where == "local":  # the control does not depend on the executor
+        control = host_steps_run(image, "off", home_files)
+        missed = [name for name, happened in control.items() if name != "run" and not happened]
+        assert not missed, f"control: no escape seen for {missed}\n{control['run']}"
+

@@ -218,3 +218,47 @@ def test_snakemakes_host_steps_do_not_follow_links_a_job_left(image, home_files,
         missed = [name for name, happened in control.items() if name != "run" and not happened]
         assert not missed, f"control: no escape seen for {missed}\n{control['run']}"
 
+
+
+# --- 4. the seal ------------------------------------------------------------------------------------------------
+
+
+def seal_run(image: str, policy: str, attack: str, *executor: str) -> dict:
+    parent, work = copy_workflow("seal")
+    marker = Path(f"/tmp/singcontain-seal-{attack}-{policy.removesuffix('.yaml')}-{os.getpid()}")
+    try:
+        run = snakemake(work, *executor, "--config", f"image={image}", f"policy={policy}", f"attack={attack}",
+                        f"marker={marker}")
+        probe = work / "results/b/probe.txt"
+        processes = probe.read_text().partition("processes=")[2].strip() if probe.exists() else ""
+        report = work / "results" / attack / "report.txt"
+        return {"run": run, "host_tmp": marker.exists(), "host_processes": processes.isdigit() and int(processes) > 10,
+                "report": report.read_text() if report.exists() else ""}
+    finally:
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("where", ["local", "cluster-generic"])
+def test_uncontained_job_cannot_rewrite_the_seal(image, where):
+    """A `containment: none` job in its container sees the workdir read-only beyond its own outputs: it cannot
+    rewrite the seal, and the later containall job (a shadow job's own process, or the node) stays contained."""
+    seen = seal_run(image, "containment.yaml", "tamper", *(CLUSTER if where != "local" else ()))
+    run = seen["run"]
+    assert not seen["host_tmp"] and not seen["host_processes"], f"rule b ran uncontained\n{run}"
+    assert "Read-only file system" in seen["report"], f"the seal was writable: {seen['report']}\n{run}"
+    no_traceback(run)
+    if where == "local":
+        control = seal_run(image, "control.yaml", "tamper")
+        assert control["host_tmp"] and control["host_processes"], f"control: {control}"
+
+
+def test_edited_seal_is_refused(image):
+    """The seal edited on the host during the run (by a `run:` rule, host code): the shadow job's own process
+    tells it from the one the main process wrote and refuses the job (SC501)."""
+    seen = seal_run(image, "containment.yaml", "forge")
+    run = seen["run"]
+    assert seen["report"] == "rewritten\n", run  # the edit happened
+    assert not seen["host_tmp"] and not seen["host_processes"], f"rule b ran with the edited seal\n{run}"
+    assert run.returncode != 0 and "SC501" in run.output, run
+    no_traceback(run)

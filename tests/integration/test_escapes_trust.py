@@ -262,3 +262,31 @@ def test_edited_seal_is_refused(image):
     assert not seen["host_tmp"] and not seen["host_processes"], f"rule b ran with the edited seal\n{run}"
     assert run.returncode != 0 and "SC501" in run.output, run
     no_traceback(run)
+
+
+# --- 5. two names for the policy ------------------------------------------------------------------------------
+
+
+def profile_run(image: str, env: dict) -> dict:
+    parent, work = copy_workflow("profile")
+    marker = Path(f"/tmp/singcontain-profile-{len(env)}-{os.getpid()}")
+    try:
+        run = snakemake(work, "--config", f"image={image}", f"marker={marker}",
+                        env={k: str(work / v) for k, v in env.items()})
+        return {"run": run, "host_tmp": marker.exists(), "ran": (work / "results/probe.txt").exists()}
+    finally:
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_two_policies_named_from_two_sources_are_refused(image):
+    """SINGCONTAIN_POLICY names strict.yaml; the workflow profile's apptainer-args name weak.yaml."""
+    seen = profile_run(image, {"SINGCONTAIN_POLICY": "strict.yaml"})
+    run = seen["run"]
+    assert not seen["host_tmp"] and not seen["ran"], f"a job ran under one of the two policies\n{run}"
+    assert run.returncode != 0 and "two policies" in run.output, run
+    no_traceback(run)
+    # Control: the profile alone puts its policy in force (the job sees the host's /tmp): replacing the
+    # user's policy silently is an escape the probe can see.
+    control = profile_run(image, {})
+    assert control["ran"] and control["host_tmp"], f"control: {control['run']}"

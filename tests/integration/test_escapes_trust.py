@@ -290,3 +290,65 @@ def test_two_policies_named_from_two_sources_are_refused(image):
     # user's policy silently is an escape the probe can see.
     control = profile_run(image, {})
     assert control["ran"] and control["host_tmp"], f"control: {control['run']}"
+
+
+# --- 6. image identity ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_images(image):
+    """(sandbox folder, another SIF of the same size as the test image: with /evil-marker)."""
+    folder = Path(owned_dir("singcontain-esctrust-images-"))
+    sandbox, other = folder / "sandbox", folder / "other.sif"
+    subprocess.run(["apptainer", "build", "--sandbox", str(sandbox), image], check=True, capture_output=True)
+    (sandbox / "evil-marker").write_text("evil\n")
+    subprocess.run(["apptainer", "build", str(other), str(sandbox)], check=True, capture_output=True)
+    (sandbox / "evil-marker").unlink()
+    size = max(os.path.getsize(image), other.stat().st_size)
+    os.truncate(other, size)  # a SIF reads its partitions by offset: trailing zeros change nothing
+    chown_tree(folder)
+    yield sandbox, other, size
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def image_run(image: str, other_images, policy: str, target: str = "results/second.txt") -> dict:
+    sandbox, other, size = other_images
+    parent, work = copy_workflow("image")
+    local = parent / "site" / "analysis.sif"
+    shutil.copy(image, local)
+    os.truncate(local, size)
+    ref = parent / "site" / "analysis.sif.time"
+    ref.touch()
+    shutil.copystat(local, ref)
+    chown_tree(parent)
+    before = local.stat()
+    try:
+        run = snakemake(work, "--keep-going", "--config", f"image={local}", f"other={other}", f"ref={ref}",
+                        f"sandbox={sandbox}", f"policy={policy}", "--", target)
+        after = local.stat()
+        probe = work / "results/second.txt"
+        return {"run": run, "restored": (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns),
+                "swapped": (work / "results/swap.txt").exists(),
+                "other_ran": probe.exists() and "other image" in probe.read_text(),
+                "sandbox_ran": (work / "results/sandbox.txt").exists()}
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_image_rewritten_at_the_same_size_and_time_is_refused(image, other_images):
+    seen = image_run(image, other_images, "containment.yaml")
+    run = seen["run"]
+    assert seen["swapped"] and seen["restored"], f"the image was not rewritten as planned: {seen}\n{run}"
+    assert not seen["other_ran"], f"the next job ran another image than the one checked\n{run}"
+    assert run.returncode != 0 and [line for line in run.output.splitlines()
+                                    if "SC501" in line and "analysis.sif" in line], run
+    no_traceback(run)
+    control = image_run(image, other_images, "off")
+    assert control["restored"] and control["other_ran"], f"control: {control}"
+
+
+def test_sandbox_image_runs_and_is_recorded(image, other_images):
+    seen = image_run(image, other_images, "containment.yaml", "results/sandbox.txt")
+    run = seen["run"]
+    assert run.returncode == 0 and seen["sandbox_ran"], run
+    no_traceback(run)

@@ -311,7 +311,7 @@ def other_images(image):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def image_run(image: str, other_images, policy: str, target: str = "results/second.txt") -> dict:
+def image_run(image: str, other_images, policy: str, target: str = "results/second.txt", executor=()) -> dict:
     sandbox, other, size = other_images
     parent, work = copy_workflow("image")
     local = parent / "site" / "analysis.sif"
@@ -323,7 +323,7 @@ def image_run(image: str, other_images, policy: str, target: str = "results/seco
     chown_tree(parent)
     before = local.stat()
     try:
-        run = snakemake(work, "--keep-going", "--config", f"image={local}", f"other={other}", f"ref={ref}",
+        run = snakemake(work, "--keep-going", *executor, "--config", f"image={local}", f"other={other}", f"ref={ref}",
                         f"sandbox={sandbox}", f"policy={policy}", "--", target)
         after = local.stat()
         probe = work / "results/second.txt"
@@ -335,14 +335,17 @@ def image_run(image: str, other_images, policy: str, target: str = "results/seco
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_image_rewritten_at_the_same_size_and_time_is_refused(image, other_images):
-    seen = image_run(image, other_images, "containment.yaml")
+@pytest.mark.parametrize("where", ["local", "cluster-generic"])
+def test_image_rewritten_at_the_same_size_and_time_is_refused(image, other_images, where):
+    seen = image_run(image, other_images, "containment.yaml", executor=CLUSTER if where != "local" else ())
     run = seen["run"]
     assert seen["swapped"] and seen["restored"], f"the image was not rewritten as planned: {seen}\n{run}"
     assert not seen["other_ran"], f"the next job ran another image than the one checked\n{run}"
     assert run.returncode != 0 and [line for line in run.output.splitlines()
                                     if "SC501" in line and "analysis.sif" in line], run
     no_traceback(run)
+    if where != "local":
+        return  # the control does not depend on the executor
     control = image_run(image, other_images, "off")
     assert control["restored"] and control["other_ran"], f"control: {control}"
 
@@ -352,3 +355,37 @@ def test_sandbox_image_runs_and_is_recorded(image, other_images):
     run = seen["run"]
     assert run.returncode == 0 and seen["sandbox_ran"], run
     no_traceback(run)
+
+
+# --- 7. fail open ---------------------------------------------------------------------------------------------
+
+
+# An image not pulled yet: no smoke test can start it before the run, so what apptainer.conf allows is all
+# the check has (as on a first run of a catalogue workflow).
+REMOTE_IMAGE = "docker://registry.invalid/never-pulled:1"
+
+
+def namespaces_dry_run(bin_dir: str):
+    parent, work = copy_workflow("namespaces")
+    try:
+        path = f"{bin_dir}:{Path(SNAKEMAKE).parent}:/usr/local/bin:/usr/bin:/bin"
+        return snakemake(work, "-n", "--config", f"image={REMOTE_IMAGE}", env={"PATH": path})
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_namespaces_are_refused_when_apptainer_conf_cannot_be_read(runtime_with_conf):
+    from snakemake_singcontain.runtime import detect
+
+    bin_dir = runtime_with_conf({"allow pid ns": "no"})
+    conf = Path(bin_dir).parent / Path(detect().conf_file).relative_to(Path(detect().binary).resolve().parent.parent)
+    conf.chmod(0o600)  # root's: the test user cannot read it
+    run = namespaces_dry_run(bin_dir)
+    assert run.returncode != 0 and "cannot be verified" in run.output, run
+    assert [line for line in run.output.splitlines() if "cannot be verified" in line and "pid" in line], run
+    no_traceback(run)
+    # Control: the same configuration readable is refused by what it says (SC201), so an unreadable one
+    # that passes silently would hide exactly this.
+    conf.chmod(0o644)
+    control = namespaces_dry_run(bin_dir)
+    assert control.returncode != 0 and "SC201" in control.output, control

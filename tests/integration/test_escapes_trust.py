@@ -137,14 +137,16 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
     secret = owned(home.path(f"grants-secret-{tag}"), secret_text + "\n", 0o600)
     data = owned(home.path(f"grants-data-{tag}"), mode=0o700)
     owned(data / "table.txt", "1 2 3\n", 0o600)
-    folders = json.dumps([str(HOME), "results/../profiles/default"])
+    folders = json.dumps([str(HOME), "results/../profiles/default", "conf"])
     control = [f"--apptainer-args=--bind={HOME}"] if policy == "off" else []
-    landed = [HOME / f"escaped-{tag}.txt", work / "profiles/default" / f"escaped-{tag}.txt"]
+    landed = [HOME / f"escaped-{tag}.txt", work / "profiles/default" / f"escaped-{tag}.txt",
+              work / "conf" / f"escaped-{tag}.txt"]
     try:
         run = snakemake(work, *control, "--config", f"image={image}", f"policy={policy}", f"tag={tag}",
                         f"folders={folders}", f"data={data}", f"secret={secret}")
         listing = work / "results/listing.txt"
         return {"run": run, "absolute": landed[0].exists(), "profiles": landed[1].exists(),
+                "configfile_folder": landed[2].exists(),
                 "home_read": listing.exists() and secret_text in listing.read_text()}
     finally:
         landed[0].unlink(missing_ok=True)
@@ -153,7 +155,7 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
 
 def test_writable_grants_are_judged_by_real_path(image, home_files):
     """An output folder from data that is an absolute host path (SC407), a '..' that stays in the workdir but
-    reaches profiles/ (SC411), an input folder of the home with no policy bind (SC407, not an auto-bind of the
+    reaches profiles/ (SC411), the folder of a configfile (SC411), an input folder of the home with no policy bind (SC407, not an auto-bind of the
     whole home): refused before anything runs."""
     contained = grants_run(image, "containment.yaml", home_files)
     run = contained.pop("run")
@@ -163,6 +165,7 @@ def test_writable_grants_are_judged_by_real_path(image, home_files):
     lines = run.output.splitlines()
     assert [line for line in lines if "SC407" in line and "rule write" in line and str(HOME) in line], run
     assert [line for line in lines if "SC411" in line and "rule write" in line and "profiles" in line], run
+    assert [line for line in lines if "SC411" in line and "rule write" in line and "/conf" in line], run
     assert [line for line in lines if "SC407" in line and "rule read_folder" in line and "grants-data" in line], run
     no_traceback(run)
     control = grants_run(image, "off", home_files)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from support import SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake, user_entry
+from support import SNAKEMAKE, chown_tree, owned_dir, snakemake, user_entry
 
 WORKFLOWS = Path(__file__).parent / "workflows" / "escapes_trust"
-SINGCONTAIN = str(Path(SNAKEMAKE).with_name("singcontain"))
 pytestmark = pytest.mark.apptainer
 
 REFUSED = "the containment policy failed its checks"
@@ -52,12 +51,6 @@ def owned(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
     return path
 
 
-def codes(run) -> set[str]:
-    """The finding codes of the run's output ('error SC412 …' lines, and 'SC501' named in a refusal)."""
-    import re
-    return set(re.findall(r"\bSC\d{3}\b", run.output))
-
-
 def no_traceback(run):
     assert "Traceback" not in run.output and "Logging error" not in run.output, run
 
@@ -83,8 +76,8 @@ class HomeFiles:
 
 
 @pytest.fixture
-def home_files(request):
-    made = HomeFiles(request.node.name.split("[")[0][5:20])
+def home_files():
+    made = HomeFiles("trust")
     yield made
     made.close()
 
@@ -120,7 +113,7 @@ def test_links_a_job_left_are_refused_in_this_run_and_the_next(image, where):
     for attempt, seen in contained.items():
         run = seen["run"]
         assert not seen["landed"], f"{attempt} run: a job wrote the home through a link a job left\n{run}"
-        assert run.returncode != 0 and "SC412" in codes(run), f"{attempt} run\n{run}"
+        assert run.returncode != 0 and "SC412" in run.output, f"{attempt} run\n{run}"
         no_traceback(run)
     if where == "local":
         control = links_runs(image, "off")
@@ -137,16 +130,19 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
     secret = owned(home.path(f"grants-secret-{tag}"), secret_text + "\n", 0o600)
     data = owned(home.path(f"grants-data-{tag}"), mode=0o700)
     owned(data / "table.txt", "1 2 3\n", 0o600)
-    folders = json.dumps([str(HOME), "results/../profiles/default", "conf"])
+    linked = owned(home.path(f"grants-linked-{tag}"), mode=0o700)
+    (work / "home-link").symlink_to(linked)  # the user's own link in the workdir, to a folder of the home
+    chown_tree(work)
+    folders = json.dumps([str(HOME), "results/../profiles/default", "conf", "home-link"])
     control = [f"--apptainer-args=--bind={HOME}"] if policy == "off" else []
     landed = [HOME / f"escaped-{tag}.txt", work / "profiles/default" / f"escaped-{tag}.txt",
-              work / "conf" / f"escaped-{tag}.txt"]
+              work / "conf" / f"escaped-{tag}.txt", linked / f"escaped-{tag}.txt"]
     try:
         run = snakemake(work, *control, "--config", f"image={image}", f"policy={policy}", f"tag={tag}",
                         f"folders={folders}", f"data={data}", f"secret={secret}")
         listing = work / "results/listing.txt"
         return {"run": run, "absolute": landed[0].exists(), "profiles": landed[1].exists(),
-                "configfile_folder": landed[2].exists(),
+                "configfile_folder": landed[2].exists(), "symlinked_folder": landed[3].exists(),
                 "home_read": listing.exists() and secret_text in listing.read_text()}
     finally:
         landed[0].unlink(missing_ok=True)
@@ -155,7 +151,8 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
 
 def test_writable_grants_are_judged_by_real_path(image, home_files):
     """An output folder from data that is an absolute host path (SC407), a '..' that stays in the workdir but
-    reaches profiles/ (SC411), the folder of a configfile (SC411), an input folder of the home with no policy bind (SC407, not an auto-bind of the
+    reaches profiles/ (SC411), the folder of a configfile (SC411), a folder of the workdir that is a link into
+    the home (SC407, naming the real path), an input folder of the home with no policy bind (SC407, not an auto-bind of the
     whole home): refused before anything runs."""
     contained = grants_run(image, "containment.yaml", home_files)
     run = contained.pop("run")
@@ -166,6 +163,7 @@ def test_writable_grants_are_judged_by_real_path(image, home_files):
     assert [line for line in lines if "SC407" in line and "rule write" in line and str(HOME) in line], run
     assert [line for line in lines if "SC411" in line and "rule write" in line and "profiles" in line], run
     assert [line for line in lines if "SC411" in line and "rule write" in line and "/conf" in line], run
+    assert [line for line in lines if "SC407" in line and "rule write" in line and "grants-linked" in line], run
     assert [line for line in lines if "SC407" in line and "rule read_folder" in line and "grants-data" in line], run
     no_traceback(run)
     control = grants_run(image, "off", home_files)

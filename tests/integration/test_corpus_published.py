@@ -97,6 +97,7 @@ def cases(image: str, made: list) -> dict:
         **{f"real {name}": case(name, lambda wf: wf.snakemake()) for name in WORKFLOWS},
         "real toplevel_outputs cluster-generic": case("toplevel_outputs", lambda wf: wf.snakemake(*CLUSTER)),
         "toplevel renamed": case("toplevel_outputs", lambda wf: wf.snakemake("renamed.txt")),
+        "toplevel explain": case("toplevel_outputs", lambda wf: wf.singcontain("explain", "--target", "report.html")),
         "toplevel lazy": case("toplevel_outputs", lambda wf: wf.snakemake("--latency-wait", "1", "lazy.txt")),
         "symlink home": case("symlinked_output_folder", lambda wf: wf.snakemake("home-link/hist_a.txt")),
     }
@@ -167,6 +168,15 @@ def test_outputs_and_logs_at_the_top_of_the_workdir(runs, where):
     assert (wf.work / "report.log").exists()
     created = {p.name for p in wf.work.iterdir()} - wf.top
     assert created == TOPLEVEL_MADE, f"files at the top beyond the declared ones: {created - TOPLEVEL_MADE}"
+
+
+def test_explain_shows_the_top_level_file_bound_writable(runs):
+    """explain shows exactly the job's own files at the top bound writable (the file, not the workdir)."""
+    wf, run = runs("toplevel explain")
+    assert run.returncode == 0 and not errors(run.output), run
+    rows = [line.split() for line in run.output.splitlines() if line.lstrip().startswith(str(wf.work))]
+    writable = {row[0] for row in rows if len(row) > 2 and row[2] == "rw" and row[0] != str(wf.work)}
+    assert writable == {str(wf.work / "report.html"), str(wf.work / "report.log")}, run
 
 
 def test_tool_that_renames_over_a_top_level_output_fails_with_the_fix(runs):

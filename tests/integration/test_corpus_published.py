@@ -96,6 +96,8 @@ def cases(image: str, made: list) -> dict:
         **{f"check {name}": case(name, lambda wf: wf.singcontain("check")) for name in WORKFLOWS},
         **{f"real {name}": case(name, lambda wf: wf.snakemake()) for name in WORKFLOWS},
         "real toplevel_outputs cluster-generic": case("toplevel_outputs", lambda wf: wf.snakemake(*CLUSTER)),
+        "catalogue outside source": case("catalogue_test_dir",
+                                         lambda wf: wf.snakemake("-n", "results/qc/config-defaults.txt")),
         "toplevel renamed": case("toplevel_outputs", lambda wf: wf.snakemake("renamed.txt")),
         "toplevel explain": case("toplevel_outputs", lambda wf: wf.singcontain("explain", "--target", "report.html")),
         "toplevel lazy": case("toplevel_outputs", lambda wf: wf.snakemake("--latency-wait", "1", "lazy.txt")),
@@ -155,6 +157,15 @@ def test_catalogue_workflow_under_dot_test_reads_its_own_files(runs):
     shipped = sorted(str(p.relative_to(CORPUS / "catalogue_test_dir")) for p in
                      (CORPUS / "catalogue_test_dir/workflow").rglob("*") if "__pycache__" not in p.parts)
     assert source == shipped, "a job wrote into the workflow's source tree"
+
+
+def test_catalogue_input_outside_its_source_tree_needs_a_bind(runs):
+    """Only the Snakefile's own folder (workflow/) is the workflow's source: the repository's config/ beside it,
+    read through '..' from .test, is outside the workdir and needs a policy bind (SC407)."""
+    wf, run = runs("catalogue outside source")
+    assert run.returncode != 0, run
+    assert errors(run.output) == {("error", "SC407", "config_defaults")}, run
+    assert str(wf.root / "config/config.yaml") in run.output, run
 
 
 @pytest.mark.parametrize("where", ["local", "cluster-generic"])

@@ -22,3 +22,9 @@ rule summarize:
     log: "logs/summarize.log"
     params: title=config["title"]
     script: "../scripts/summarize.sh"
+
+
+rule config_defaults:  # not in all: the repository's default config, which is not part of the workflow's source
+    input: "../config/config.yaml"
+    output: "results/qc/config-defaults.txt"
+    shell: "cp {input} {output}"

@@ -103,8 +103,8 @@ class Checker:
         and each symlink inside the workdir on the way there -> (where it leads, the real folder it lies in)."""
         base = job.shadow or self.workdir
         found, links = {}, {}
-        for path in job.inputs + job.outputs:
-            path = clean(os.path.join(base, path))
+        for path in job.inputs + job.outputs + job.benchmarks:
+            path = clean(os.path.join(base if path not in job.benchmarks else self.workdir, path))
             for folder in ((path,) if path in job.directories else ()) + (os.path.dirname(path),):
                 if real(folder) != folder:
                     found[folder] = real(folder)

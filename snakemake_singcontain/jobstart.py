@@ -83,22 +83,22 @@ def _touched_by_snakemake(plan: JobPlan) -> list[tuple[str, bool]]:
 
 
 def remove_planted_links(plan: JobPlan) -> list[str]:
-    """After the job, before Snakemake's own host-side steps (which follow links): a link the job could have
-    left (in a folder it could write) on the way to a path Snakemake acts on is removed where it leads out of
-    the job's view, or, where Snakemake changes what it finds, out of what the job could write itself;
-    returned as "path -> target" (the job then fails, SC410). A link to a file the job could read (ln -s of an
-    input) stays where Snakemake only reads it."""
+    """After the job, before Snakemake's own host-side steps (which follow links): a link on the way to a path
+    Snakemake acts on — below the workdir's top, where jobs write (this one, or another before it) — is
+    removed where it leads out of the job's view, or, where Snakemake changes what it finds, out of what the
+    job could write itself; returned as "path -> target" (the job then fails, SC410). A link to a file the job
+    could read (ln -s of an input) stays where Snakemake only reads it; the user's own links at the workdir's
+    top are followed."""
     workdir, shadow = plan.rule.workdir, plan.job.shadow
     planted, seen = [], set()
     for path, written in _touched_by_snakemake(plan):
         probe = os.path.abspath(path)
         top = shadow if shadow and probe.startswith(shadow + os.sep) else workdir
-        while (probe, written) not in seen and probe != top and probe.startswith(top + os.sep):
+        while (probe, written) not in seen and probe.startswith(top + os.sep):
             seen.add((probe, written))
-            if os.path.islink(probe) and plan.access(os.path.dirname(probe)) == "rw" or probe == path:
-                target = os.path.realpath(probe) if os.path.islink(probe) else None
-                access = plan.access(target) if target else "rw"
-                if probe.endswith("/.snakemake_timestamp") and target or access is None or written and access != "rw":
+            if os.path.islink(probe) and not (top == workdir and os.path.dirname(probe) == workdir):
+                access = plan.access(os.path.realpath(probe))
+                if probe.endswith("/.snakemake_timestamp") or access is None or written and access != "rw":
                     planted.append(f"{probe} -> {os.readlink(probe)}")
                     os.unlink(probe)
             probe = os.path.dirname(probe)

@@ -240,8 +240,14 @@ def _write_problem(rule: RulePlan, job: JobSpec, raw: str, written: str, path: s
     workdir = rule.workdir
     if job.shadow and under(path, job.shadow):
         return None  # the job's own shadow folder, bound writable
+    policy_writable = mount is not None and same and mount.mode == "rw" and mount.origin not in NOT_POLICY
     for link, (target, parent) in job.links.items():
-        if under(written, link) and under(target, workdir) and not under(target, parent):
+        if not under(written, link) or under(target, parent):
+            continue
+        # At the workdir's top a link is the user's (no job writes there); deeper, a job's, which may lead out
+        # only where a writable policy bind shows (then any job of a rule with that bind could write there).
+        made_by_a_job = posixpath.dirname(link) != workdir
+        if under(target, workdir) or made_by_a_job and not policy_writable:
             return "link", (f"{link} is a symlink to {target}: a link in a folder that jobs can write may lead only "
                             "below that folder, or out of the workdir under a writable policy bind")
     if under(folder, workdir):
@@ -342,6 +348,13 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         mount, same = mounts.find(clean(real))
         if not (mount and same):
             problems.append(("symlink", _absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
+    for raw in job.benchmarks:
+        written = _absolute(raw, workdir)
+        job_made = [link for link, (target, parent) in job.links.items()
+                    if under(written, link) and posixpath.dirname(link) != workdir and not under(target, parent)]
+        if job_made:  # Snakemake writes the benchmark on the host, through whatever a job left on the way
+            problems.append(("link", written, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link "
+                             "in a folder that jobs can write may lead only below that folder"))
     for raw in job.benchmarks if contained else ():
         path = _absolute(raw, workdir)
         mount, same = mounts.find(posixpath.dirname(path))

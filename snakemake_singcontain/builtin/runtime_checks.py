@@ -15,8 +15,9 @@ def singcontain_check_rule(plan, runtime):
         return
     conf = runtime.conf_file or "apptainer.conf"
     if runtime.conf_error:  # fail closed: what the configuration grants cannot be verified
+        asked = [f"a {ns} namespace" for ns in s.effective_namespaces if ns != "net"] + ["user binds"]
         yield Finding("SC214", ERROR, rule, f"the runtime's configuration {conf} cannot be read ({runtime.conf_error}), "
-                      "so whether it grants the rule's namespaces and binds cannot be verified",
+                      f"so whether it grants {', '.join(asked)} cannot be verified",
                       "make the file readable to you, or ask the site admin which settings it holds")
         return
     for ns in s.effective_namespaces:

@@ -123,7 +123,7 @@ def test_links_a_job_left_are_refused_in_this_run_and_the_next(image, where):
 # --- 2. writable grants judged by real path -------------------------------------------------------------------
 
 
-def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
+def grants_run(image: str, policy: str, home: HomeFiles, *targets: str) -> dict:
     parent, work = copy_workflow("grants")
     tag = f"{policy.removesuffix('.yaml')}-{os.getpid()}"
     secret_text = f"singcontain-trust-grants-{tag}"
@@ -138,12 +138,13 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
     landed = [HOME / f"escaped-{tag}.txt", work / "profiles/default" / f"escaped-{tag}.txt",
               work / "conf" / f"escaped-{tag}.txt", linked / f"escaped-{tag}.txt"]
     try:
-        run = snakemake(work, *control, "--config", f"image={image}", f"policy={policy}", f"tag={tag}",
+        run = snakemake(work, *control, *targets, "--config", f"image={image}", f"policy={policy}", f"tag={tag}",
                         f"folders={folders}", f"data={data}", f"secret={secret}")
         listing = work / "results/listing.txt"
         return {"run": run, "absolute": landed[0].exists(), "profiles": landed[1].exists(),
                 "configfile_folder": landed[2].exists(), "symlinked_folder": landed[3].exists(),
-                "home_read": listing.exists() and secret_text in listing.read_text()}
+                "home_read": listing.exists() and secret_text in listing.read_text(),
+                "listing": listing.read_text() if listing.exists() else ""}
     finally:
         landed[0].unlink(missing_ok=True)
         shutil.rmtree(parent, ignore_errors=True)
@@ -152,10 +153,11 @@ def grants_run(image: str, policy: str, home: HomeFiles) -> dict:
 def test_writable_grants_are_judged_by_real_path(image, home_files):
     """An output folder from data that is an absolute host path (SC407), a '..' that stays in the workdir but
     reaches profiles/ (SC411), the folder of a configfile (SC411), a folder of the workdir that is a link into
-    the home (SC407, naming the real path), an input folder of the home with no policy bind (SC407, not an auto-bind of the
-    whole home): refused before anything runs."""
+    the home (SC407, naming the real path): refused before anything runs. An input folder of the home with no
+    policy bind is bound itself, read-only, not the whole home."""
     contained = grants_run(image, "containment.yaml", home_files)
     run = contained.pop("run")
+    contained.pop("listing")
     escaped = [name for name, happened in contained.items() if happened]
     assert not escaped, f"escaped: {escaped}\n{run}"
     assert run.returncode != 0 and REFUSED in run.output, run
@@ -164,9 +166,13 @@ def test_writable_grants_are_judged_by_real_path(image, home_files):
     assert [line for line in lines if "SC411" in line and "rule write" in line and "profiles" in line], run
     assert [line for line in lines if "SC411" in line and "rule write" in line and "/conf" in line], run
     assert [line for line in lines if "SC407" in line and "rule write" in line and "grants-linked" in line], run
-    assert [line for line in lines if "SC407" in line and "rule read_folder" in line and "grants-data" in line], run
+    assert not [line for line in lines if "rule read_folder" in line], run
     no_traceback(run)
+    reader = grants_run(image, "containment.yaml", home_files, "results/listing.txt")
+    assert reader["run"].returncode == 0, reader["run"]
+    assert "table.txt" in reader["listing"] and not reader["home_read"], reader["listing"]
     control = grants_run(image, "off", home_files)
+    control.pop("listing")
     missed = [name for name, happened in control.items() if name != "run" and not happened]
     assert not missed, f"control: no escape seen for {missed}\n{control['run']}"
 

@@ -61,8 +61,8 @@ def test_links_planted_among_outputs_are_removed_where_snakemake_would_follow_th
 
 
 def test_a_folder_on_the_way_to_an_output_swapped_for_a_link_is_removed(tmp_path):
-    # The job replaced results/sub (its output's folder's child) by a link to a host folder: Snakemake's
-    # chmod/move would follow it.
+    # A job (this one, or one before it) replaced results/sub by a link to a host folder: Snakemake's chmod of
+    # the protected() output would follow it. The user's own links at the workdir's top are followed.
     site = Site(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
@@ -71,4 +71,10 @@ def test_a_folder_on_the_way_to_an_output_swapped_for_a_link_is_removed(tmp_path
     plan = site.checker("version: 1\n").job_plan(spec)
     (tmp_path / "work" / "results").mkdir(parents=True)
     os.symlink(home, tmp_path / "work" / "results" / "sub")
-    assert jobstart.remove_planted_links(plan) == []  # results/sub is not the job's writable folder: judged at start
+    assert jobstart.remove_planted_links(plan) == [f"{tmp_path}/work/results/sub -> {home}"]
+    assert not (tmp_path / "work" / "results" / "sub").is_symlink() and (home / "x.txt").exists()
+    scratch = tmp_path / "scratch"
+    (scratch / "sub").mkdir(parents=True)
+    (tmp_path / "work" / "results").rmdir()
+    os.symlink(scratch, tmp_path / "work" / "results")  # the user's, at the top
+    assert jobstart.remove_planted_links(plan) == [] and (tmp_path / "work" / "results").is_symlink()

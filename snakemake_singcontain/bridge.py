@@ -34,7 +34,7 @@ from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
 from .plan import AUTO, INPUT, SHADOW, JobSpec
 from .plugins import plugin_manager
-from .policy import Settings, load_policy, load_site
+from .policy import Settings, load_policy, load_site_layers
 from .runtime import SmokeResult, detect, smoke_test
 
 SUPPORTED_MAJORS = (8, 9)
@@ -189,9 +189,10 @@ def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
 
 
 def _site():
-    """The site's own file: named by SINGCONTAIN_SITE, else SITE_FILE where it exists."""
-    path = os.environ.get("SINGCONTAIN_SITE") or (SITE_FILE if os.path.exists(SITE_FILE) else None)
-    return load_site(path) if path else None
+    """The site's own files, the same in the main process and a job's own process: the admin's SITE_FILE
+    always (where it exists), and on top of it the one SINGCONTAIN_SITE names (it adds, never lowers)."""
+    named = os.environ.get("SINGCONTAIN_SITE")
+    return load_site_layers(SITE_FILE, os.path.abspath(named) if named else None)
 
 
 def _directories(outputs, patterns=None) -> frozenset[str]:

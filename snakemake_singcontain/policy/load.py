@@ -28,26 +28,67 @@ def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -
     return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
 
 
-def load_site(path: str, env: Mapping[str, str] | None = None) -> Site:
-    """A site's own file (an admin's): presets, protected paths and a floor no workflow policy goes below."""
-    data, lines = _read(path)
-    env = os.environ if env is None else env
-    return _Reader(f"site file {path}", lines, env, os.path.dirname(os.path.abspath(path))).site(data)
+# How a site file was chosen, told with each of its mistakes, and whom to ask.
+ADMIN_SITE = "the admin's site file, read on every run", "ask its owner (the machine's admin) to correct it"
+NAMED_SITE = "the site file SINGCONTAIN_SITE names", "correct it, or unset SINGCONTAIN_SITE"
 
 
-def _read(file: str):
+def load_site(path: str, env: Mapping[str, str] | None = None, chosen: tuple[str, str] = NAMED_SITE) -> Site:
+    """A site's own file: presets, protected paths and a floor no workflow policy goes below. `chosen`: how it
+    was found (ADMIN_SITE or NAMED_SITE) and whom a mistake in it concerns."""
+    how, ask = chosen
+    try:
+        data, lines = _read(path, f"{how} ({path})", ask)
+        env = os.environ if env is None else env
+        return _Reader(f"site file {path}", lines, env, os.path.dirname(os.path.abspath(path))).site(data)
+    except PolicyError as err:
+        if err.message.startswith("cannot read"):
+            raise
+        raise PolicyError(f"{err.message} (in {how})", file=err.file, line=err.line, fix=f"{err.fix}; {ask}") from None
+
+
+def load_site_layers(admin_file: str, named: str | None, env: Mapping[str, str] | None = None) -> Site | None:
+    """The admin's file (where it exists) always applies; a second file (a group's, named by SINGCONTAIN_SITE)
+    on top may add presets, protected paths and a stricter floor, never lower or replace the admin's."""
+    admin = load_site(admin_file, env, ADMIN_SITE) if os.path.lexists(admin_file) else None
+    if not named or (admin and os.path.realpath(named) == os.path.realpath(admin_file)):
+        return admin
+    group = load_site(named, env, NAMED_SITE)
+    if admin is None:
+        return group
+    for name, preset in group.presets.items():
+        if name in admin.presets:
+            raise PolicyError(f"preset {name!r} is already defined by the admin's site file {admin_file} (in "
+                              f"{NAMED_SITE[0]})", file=preset.origin.file, line=preset.origin.line,
+                              fix="give the preset another name: this file may add presets, not change the admin's")
+    protected = admin.protected + tuple(p for p in group.protected if p not in admin.protected)
+    return Site(f"{admin.file} and {group.file}", {**admin.presets, **group.presets}, protected,
+                stricter_floor(admin.floor, group.floor))
+
+
+def stricter_floor(a: Floor | None, b: Floor | None) -> Floor | None:
+    """Both floors at once: the stricter containment, every namespace and never-writable path of either."""
+    if a is None or b is None:
+        return a or b
+    return Floor(max(a.containment, b.containment, key=CONTAINMENTS.index),
+                 tuple(dict.fromkeys(a.namespaces + b.namespaces)),
+                 tuple(dict.fromkeys(a.never_writable + b.never_writable)), plugin=f"{a.plugin} and {b.plugin}")
+
+
+def _read(file: str, what: str = "the policy file", fix: str = "check the path given to contain(), --policy or "
+          "SINGCONTAIN_POLICY"):
     try:
         # A FIFO or device would hang the read, a huge file exhaust memory: only a regular, policy-sized file.
         with open(file, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
-                what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
-                raise PolicyError(f"the policy file is {what}; a policy is a regular file of at most {MAX_BYTES} bytes",
-                                  file=file, fix="point contain() at the policy file itself")
+                kind = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+                raise PolicyError(f"cannot read {what}: it is {kind}; a policy is a regular file of at most "
+                                  f"{MAX_BYTES} bytes", file=file, fix=fix if what != "the policy file" else
+                                  "point contain() at the policy file itself")
             raw = f.read(MAX_BYTES + 1)
     except OSError as err:
-        raise PolicyError(f"cannot read the policy file: {err.strerror}", file=file,
-                          fix="check the path given to contain(), --policy or SINGCONTAIN_POLICY") from None
+        raise PolicyError(f"cannot read {what}: {err.strerror}", file=file, fix=fix) from None
     return load_with_lines(raw, file)
 
 

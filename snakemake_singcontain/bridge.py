@@ -195,6 +195,39 @@ def _site():
     return load_site_layers(SITE_FILE, os.path.abspath(named) if named else None)
 
 
+def _intended_executor(workflow) -> str | None:
+    """The batch executor the run submits to, None for local execution. A dry run executes with Snakemake's
+    `dryrun` plugin instead: 9.x keeps the intended executor as `executor` of DAGApi.execute_workflow (read
+    from its frame, on this call's stack), 8.30 only on the command line (--executor / -e; not a profile's)."""
+    plugin = workflow.executor_plugin
+    if plugin is None:
+        return None
+    name = plugin.name
+    if workflow.dryrun:
+        name = None
+        frame = sys._getframe(1)
+        while frame is not None and name is None:
+            if frame.f_code.co_name == "execute_workflow" and frame.f_globals.get("__name__") == "snakemake.api":
+                name = frame.f_locals.get("executor")
+            frame = frame.f_back
+        if not isinstance(name, str) or name in ("dryrun", "touch"):
+            words = sys.argv[1:]
+            given = [w.split("=", 1)[1] for w in words if w.startswith("--executor=")]
+            given += [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--executor", "-e")]
+            name = given[-1] if given else None
+        if name is None:
+            return None
+        from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+        try:
+            if ExecutorPluginRegistry().get_plugin(name).common_settings.local_exec:
+                return None
+        except Exception:  # an executor not installed here: Snakemake itself refuses the real run
+            return None
+        return name
+    return None if workflow.local_exec else name
+
+
 def _directories(outputs, patterns=None) -> frozenset[str]:
     """The directory() outputs; `patterns` (the rule's outputs) carry the flag where `outputs` are plain
     strings, as in a rule function's arguments."""
@@ -455,9 +488,10 @@ class _Bridge:
         return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
 
     def _node_local_findings(self, settings: dict[str, Settings], images: dict[str, str]) -> list[Finding]:
-        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder."""
-        plugin = self.workflow.executor_plugin
-        if plugin is None or self.workflow.local_exec:
+        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder. A dry run
+        tells what the real run with that executor will tell."""
+        executor = _intended_executor(self.workflow)
+        if executor is None:
             return []
         every = "every rule"
         paths = [(every, "the workdir", os.getcwd()), (every, "the policy", self.policy_file),
@@ -466,7 +500,7 @@ class _Bridge:
         for rule, s in settings.items():
             paths += [(rule, "the writable bind of", b.src) for b in s.binds if b.mode == "rw"]
             paths += [(rule, "the scratch folder", s.scratch)] if s.scratch else []
-        return run_checks.node_local_paths(plugin.name, paths)
+        return run_checks.node_local_paths(executor, paths)
 
     def _runtime_findings(self, rules) -> list[Finding]:
         """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""

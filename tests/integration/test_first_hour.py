@@ -1,0 +1,75 @@
+"""A new user's first hour (issue "The first hour, again"), each step as they meet it: real Snakemake and
+Apptainer as the ordinary user, asserting what they read."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ROOT, SNAKEMAKE, as_user, chown_tree, owned_dir
+
+pytestmark = pytest.mark.apptainer
+
+SINGCONTAIN = str(Path(sys.executable).with_name("singcontain"))
+
+SNAKEFILE = """\
+rule all:
+    input: "out/a.txt", "out/b.txt", "out/plain/p.txt"
+
+rule make:
+    output: "out/{x}.txt"
+    container: "image.sif"
+    threads: 2
+    shell: "echo {wildcards.x} > {output}"
+
+rule plain:
+    output: "out/plain/p.txt"
+    container: "image.sif"
+    shell: "echo plain > {output}"
+"""
+
+POLICY = "version: 1\ndefaults: {containment: contain, namespaces: [pid]}\n"
+
+
+def make_workflow(prefix: str, snakefile: str = SNAKEFILE, policy: str = POLICY, image: Path | None = None) -> Path:
+    work = owned_dir(prefix)
+    (work / "Snakefile").write_text(snakefile)
+    (work / "containment.yaml").write_text(policy)
+    if image is not None:
+        shutil.copy(image, work / "image.sif")
+    chown_tree(work)
+    return work
+
+
+@pytest.fixture(scope="module")
+def workflow(image):
+    work = make_workflow("singcontain-firsthour-", image=Path(image))
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, *argv: str, env: dict | None = None):
+    return as_user(list(argv), cwd=work, env={"SINGCONTAIN_POLICY": "containment.yaml", **(env or {})})
+
+
+# Dry runs tell what the real run will do.
+
+def test_a_dry_run_for_htcondor_tells_the_node_local_workdir(workflow):
+    told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "--executor", "htcondor", "-j", "2")
+    assert told.returncode != 0 and "error SC213" in told.output, told
+    assert f"the workdir {workflow} is under /tmp, which each htcondor node" in told.output, told
+    # Control: the same dry run without a batch executor has nothing to say about /tmp.
+    local = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer")
+    assert local.returncode == 0 and "SC213" not in local.output, local
+
+
+def test_check_with_an_htcondor_profile_tells_the_node_local_workdir(workflow):
+    profile = workflow / "condor"
+    profile.mkdir(exist_ok=True)
+    (profile / "config.yaml").write_text("executor: htcondor\njobs: 2\nsoftware-deployment-method: apptainer\n")
+    chown_tree(profile)
+    told = run(workflow, SINGCONTAIN, "check", "--profile", "condor")
+    assert told.returncode == 1 and "error SC213" in told.output and "the workdir" in told.output, told
+    local = run(workflow, SINGCONTAIN, "check", "--sdm", "apptainer")
+    assert local.returncode == 0 and "SC213" not in local.output, local

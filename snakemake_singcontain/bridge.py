@@ -674,12 +674,7 @@ class _Bridge:
                 self._smoked[key] = smoke_test(runtime, job.image, args, os.getcwd())
             result = self._smoked[key]
             if not result.ok:
-                what = "; ".join(result.weakened) or result.fatal
-                command = f"{runtime.binary} exec {shlex.join(['--home', os.getcwd(), *args])} {job.image} true"
-                findings.append(Finding("SC207", ERROR, job.rule, f"starting the image with this rule's flags failed "
-                                        f"or was weakened: {what}",
-                                        f"run `{command}` to see the runtime's message; ask the site admin, or change "
-                                        "the rule's policy"))
+                findings.append(Finding("SC207", ERROR, job.rule, *result.told(urls.get(job.image, job.image))))
         for image, rules in to_pull.items():
             findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
                                     "pulled yet, so the rules' flags were not smoke-tested",

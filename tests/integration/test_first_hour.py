@@ -73,3 +73,35 @@ def test_check_with_an_htcondor_profile_tells_the_node_local_workdir(workflow):
     assert told.returncode == 1 and "error SC213" in told.output and "the workdir" in told.output, told
     local = run(workflow, SINGCONTAIN, "check", "--sdm", "apptainer")
     assert local.returncode == 0 and "SC213" not in local.output, local
+
+
+# The smoke test starts what Snakemake starts, and blames the image when the image is at fault.
+
+def busybox_image_without_bash(folder: Path) -> Path:
+    root = folder / "rootfs"
+    for sub in ("bin", "tmp", "proc", "sys", "dev"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for applet in ("sh", "true", "echo", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+    sif = folder / "image.sif"
+    chown_tree(folder)
+    built = as_user(["apptainer", "-s", "build", str(sif), str(root)], cwd=folder)
+    assert built.returncode == 0, built
+    shutil.rmtree(root)
+    return sif
+
+
+def test_an_image_without_bash_is_refused_naming_the_image_not_the_site(workflow):
+    work = make_workflow("singcontain-nobash-")
+    try:
+        busybox_image_without_bash(work)
+        told = run(work, SNAKEMAKE, "-n", "--sdm", "apptainer")
+        assert told.returncode != 0 and "error SC207" in told.output, told
+        assert "the image image.sif has no `bash`, which Snakemake starts every job with" in told.output, told
+        assert "fix: add bash to the image" in told.output and "site admin" not in told.output, told
+        # Control: the image with bash passes the same smoke test.
+        passed = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer")
+        assert passed.returncode == 0 and "SC207" not in passed.output, passed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -5,10 +5,11 @@ import os
 import posixpath
 import stat
 from collections.abc import Mapping
+from dataclasses import replace
 
 from ..errors import PolicyError
 from ..paths import clean
-from .expand import BadSyntax, UnsetVariable, expand
+from .expand import BadSyntax, UnsetVariable, defaulted, expand
 from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Floor, Layer, Origin, Policy, Site
 from .yaml_lines import MAX_BYTES, load_with_lines
 
@@ -296,14 +297,14 @@ class _Reader:
                           f"write :{parts[-1].lower()} (a mode is ro or rw, lower case)")
             if len(parts) > 2 or not all(parts):
                 self.fail(path, f"bad bind {item!r}", "write SRC[:DST][:ro|rw], or the long form {src: ..., dst: ..., mode: ro} for a path with ':'")
-            src = self.text(parts[0], path)
+            src, written = self.text(parts[0], path), parts[0]
             dst, required = (self.text(parts[1], path) if len(parts) == 2 else None), True
         else:
             item = self.mapping(item, path)
             self.known_keys(item, path, BIND_KEYS, "a bind")
             if "src" not in item:
                 self.fail(path, "a bind needs 'src'", "write {src: /host/path, dst: /container/path, mode: ro}")
-            src = self.text(item["src"], path + ("src",))
+            src, written = self.text(item["src"], path + ("src",)), item["src"]
             dst = self.text(item["dst"], path + ("dst",)) if "dst" in item else None
             mode = item.get("mode", "ro")
             if mode not in MODES:
@@ -321,6 +322,7 @@ class _Reader:
             self.fail(path, f"bind destination {dst!r} is not absolute",
                       "write a destination starting with '/'" + (" (after SRC, ':' is followed by a destination or a "
                                                                   "mode, ro or rw in lower case)" if short else ""))
+        origin = replace(origin, defaulted=defaulted(written, self.env))
         return Bind(src=src, dst=clean(dst), mode=mode, required=required, origin=origin)
 
 

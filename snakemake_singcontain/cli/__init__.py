@@ -70,6 +70,26 @@ def wildcards_needed(rule: str, user_args: list[str], policy: str | None) -> str
             + example)
 
 
+# Snakemake's (argparse's) refusal of words it cannot place, e.g. a second run of targets
+UNRECOGNIZED = "unrecognized arguments:"
+
+
+def no_such_job(rule: str, wildcards: dict, of_rule: list[dict]) -> str:
+    """Why `--wildcards` found no job: a name the rule does not have (a typo), or values no job has."""
+    asked = " ".join(f"{k}={v}" for k, v in wildcards.items())
+    if not of_rule:
+        return f"no job of rule {rule} in this workflow's DAG (is the rule's name right?)"
+    names = list(dict.fromkeys(k for j in of_rule for k in j["wildcards"]))
+    example = " ".join(shlex.quote(f"{k}={v}") for k, v in of_rule[0]["wildcards"].items())
+    unknown = [k for k in wildcards if k not in names]
+    if unknown:
+        why = (f"rule {rule} has no wildcard {', '.join(map(repr, unknown))}; its wildcards: {', '.join(names)}"
+               if names else f"rule {rule} has no wildcards: name it without --wildcards")
+    else:
+        why = f"no job of rule {rule} has {asked} ({len(of_rule)} job{'s' * (len(of_rule) != 1)} in this DAG)"
+    return why + (f"\n    e.g. {PROG} explain {rule} --wildcards {example}" if names else "")
+
+
 def cmd_explain(args, user_args: list[str]) -> int:
     target = args.target
     if not target:
@@ -80,20 +100,27 @@ def cmd_explain(args, user_args: list[str]) -> int:
     # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
     run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs="each",
                         policy=args.policy)
+    if run.audit is None and UNRECOGNIZED in run.output and not wildcards:
+        # `explain RULE [snakemake args] TARGET…`: Snakemake takes targets only in one run of words, so RULE
+        # is not a target then: its job is found in the DAG of the user's own targets.
+        run = run_snakemake(["--forceall"], user_args, jobs="each", policy=args.policy)
     if run.audit is None and WILDCARD_TARGET in run.output:
         raise CliError(wildcards_needed(target, user_args, args.policy))
     audit = run.require_audit()
     workdir = audit["workdir"]
     if wildcards:
-        matching = [j for j in audit.get("jobs") or [] if j["rule"] == target and j["wildcards"] == wildcards]
+        of_rule = [j for j in audit.get("jobs") or [] if j["rule"] == target]
+        matching = [j for j in of_rule if j["wildcards"] == wildcards]
         if not matching:
-            raise CliError(f"no job of rule {target} with wildcards {wildcards} in this workflow's DAG")
+            raise CliError(no_such_job(target, wildcards, of_rule))
         job = matching[0]
     else:
         job = find_job(target, audit, workdir)
     rule = audit["rules"][job["rule"]]
     print(render_explain(job, rule, workdir, user_args, os.getcwd()))
-    findings = [f for f in findings_of(audit) if f.rule == job["rule"] and f.job in (None, job["job"])]
+    # A finding told once for several rules names them all ("a, b") or "every rule".
+    findings = [f for f in findings_of(audit) if (job["rule"] in f.rule.split(", ") or f.rule == "every rule")
+                and f.job in (None, job["job"])]
     if findings:
         print("\nfindings for this job:\n" + render_findings(findings))
     return finish(run, 1 if has_errors(findings) else 0)

@@ -119,6 +119,8 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
             origin += "; pid and ipc come with containall"
         if key == "cleanenv" and containall:
             origin += "; implied by containall"
+        if key == "network" and value == "host":
+            origin = "no net namespace: the host's network (the network key applies only with net)"
         rows.append([key, value, origin])
     return rows
 
@@ -126,12 +128,22 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
 def render_explain(job: dict, rule: dict, workdir: str, user_args: list[str], cwd: str) -> str:
     args = job.get("apptainer_args") or ""
     words = shlex.split(args) if not args.startswith("(") else []
-    parts = [f"job {job['job']} (rule {job['rule']}), image {job.get('image') or '(none: runs on the host)'}"]
+    on_host = rule.get("on_host")
+    if on_host:
+        parts = [f"job {job['job']} (rule {job['rule']}) runs on the host, not in a container: {on_host}"]
+    elif rule.get("containment") == "none":
+        parts = [f"job {job['job']} (rule {job['rule']}), image {job['image']}, without --contain (containment: none): "
+                 "it sees the host's /tmp, /var/tmp and /dev besides the binds"]
+    else:
+        parts = [f"job {job['job']} (rule {job['rule']}), image {job['image']}"]
     parts.append(table(["setting", "value", "set by"], _settings_rows(rule, words, cwd), "  "))
-    binds = [[workdir, workdir, "rw", "Snakemake --home (the working directory)"]]
-    binds += [[b["src"], b["dst"], b["mode"], short_origin(b.get("origin"), cwd)] for b in job.get("binds", [])]
-    parts.append("binds, in mount order:\n" + table(["host", "container", "mode", "set by"], binds, "  "))
-    if job.get("image") and args.startswith("("):  # "(not expressible: …)", also reported as SC206
+    if not on_host:
+        binds = [[workdir, workdir, "rw", "Snakemake --home (the working directory)"]]
+        binds += [[b["src"], b["dst"], b["mode"], short_origin(b.get("origin"), cwd)] for b in job.get("binds", [])]
+        parts.append("binds, in mount order:\n" + table(["host", "container", "mode", "set by"], binds, "  "))
+    if on_host:
+        parts.append("command: none; the job runs on the host, not in a container")
+    elif job.get("image") and args.startswith("("):  # "(not expressible: …)", also reported as SC206
         parts.append(f"command: none, the binds {args[1:-1]}")
     elif job.get("image"):
         # Snakemake's own: `<runtime> exec --home CWD <singularity_args> IMAGE bash -c '…'`, where the bridge puts

@@ -15,7 +15,7 @@ SINGCONTAIN = str(Path(sys.executable).with_name("singcontain"))
 
 SNAKEFILE = """\
 rule all:
-    input: "out/a.txt", "out/b.txt", "out/plain/p.txt"
+    input: "out/a.txt", "out/b.txt", "out/plain/p.txt", "out/host/h.txt"
 
 rule make:
     output: "out/{x}.txt"
@@ -27,9 +27,21 @@ rule plain:
     output: "out/plain/p.txt"
     container: "image.sif"
     shell: "echo plain > {output}"
+
+rule hostwork:
+    output: "out/host/h.txt"
+    run:
+        with open(output[0], "w") as f:
+            f.write("host\\n")
 """
 
-POLICY = "version: 1\ndefaults: {containment: contain, namespaces: [pid]}\n"
+POLICY = """\
+version: 1
+defaults: {containment: contain, namespaces: [pid]}
+rules:
+  plain: {containment: none}
+  hostwork: {containment: none, namespaces: [-pid]}
+"""
 
 
 def make_workflow(prefix: str, snakefile: str = SNAKEFILE, policy: str = POLICY, image: Path | None = None) -> Path:
@@ -105,3 +117,51 @@ def test_an_image_without_bash_is_refused_naming_the_image_not_the_site(workflow
         assert passed.returncode == 0 and "SC207" not in passed.output, passed
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# explain
+
+
+def test_explain_with_a_misspelt_wildcard_names_the_rules_wildcards(workflow):
+    told = run(workflow, SINGCONTAIN, "explain", "make", "--wildcards", "xx=a", "--sdm", "apptainer")
+    assert told.returncode == 2, told
+    assert "rule make has no wildcard 'xx'; its wildcards: x" in told.output, told
+    assert "singcontain explain make --wildcards x=" in told.output, told
+
+
+def test_explain_a_rule_among_the_users_own_targets(workflow):
+    told = run(workflow, SINGCONTAIN, "explain", "make", "--sdm", "apptainer", "-c1", "out/b.txt")
+    assert told.returncode == 0, told
+    assert "job make[x=b] (rule make), image image.sif" in told.output, told
+    assert "unrecognized arguments" not in told.output
+
+
+def test_explain_says_a_run_block_runs_on_the_host_and_gives_no_apptainer_line(workflow):
+    told = run(workflow, SINGCONTAIN, "explain", "hostwork", "--sdm", "apptainer")
+    assert told.returncode == 0, told
+    assert "job hostwork (rule hostwork) runs on the host, not in a container: a run: block" in told.output, told
+    assert "exec --home" not in told.output and "command: none" in told.output, told
+
+
+def test_explain_says_containment_none_runs_in_the_image_without_contain(workflow):
+    told = run(workflow, SINGCONTAIN, "explain", "plain", "--sdm", "apptainer")
+    assert "image image.sif, without --contain (containment: none)" in told.output, told
+    assert "apptainer exec --home" in told.output and "--contain" not in told.output.split("apptainer exec")[1], told
+
+
+def test_explain_without_a_net_namespace_shows_the_hosts_network_as_the_docs_say(workflow):
+    told = run(workflow, SINGCONTAIN, "explain", "plain", "--sdm", "apptainer")
+    row = next(line for line in told.output.splitlines() if line.strip().startswith("network"))
+    assert "host" in row and "no net namespace" in row, told
+    docs = (ROOT / "docs" / "policy.md").read_text()
+    assert "Without `net` the key does nothing and the job has the host's network" in docs
+
+
+def test_without_sdm_apptainer_check_and_explain_tell_the_one_true_finding(workflow):
+    check = run(workflow, SINGCONTAIN, "check")
+    assert check.returncode == 1 and check.output.count("error SC102") == 1, check
+    assert "without --sdm apptainer" in check.output and "has no image" not in check.output, check
+    explain = run(workflow, SINGCONTAIN, "explain", "make", "--wildcards", "x=a")
+    assert "job make[x=a] (rule make) runs on the host, not in a container: Snakemake runs without --sdm" in explain.output
+    assert explain.output.count("error SC102") == 1 and "has no image" not in explain.output, explain
+    assert "exec --home" not in explain.output

@@ -9,11 +9,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
-from .argv import apptainer_args
+from .argv import JOB_VARIABLES, apptainer_args
 from .checker import Checker
 from .findings import Finding
 from .plan import JobSpec
 
+THREADS = "{threads}"  # in the audit's flags: the job's `threads`, as the run passes them
 NO_SDM = "add --sdm apptainer"  # the fix of the bridge's SC102 for a run without --sdm apptainer
 
 
@@ -58,6 +59,9 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
     report = {"workdir": checker.workdir, "findings": [asdict(f) for f in findings], "rules": rules}
     if with_jobs:
         runtime = checker.runtime
+        # A job's shell gets its own thread counts (jobstart.job_environment), which a cleaned environment
+        # passes with --env: the audit knows no job's threads, so it shows where each job's number goes.
+        environ = {**environ, **dict.fromkeys(JOB_VARIABLES, THREADS)}
         rows: dict = {}
         for job in jobs:
             plan = checker.job_plan(job)

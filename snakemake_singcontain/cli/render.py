@@ -7,6 +7,7 @@ from collections import defaultdict
 from importlib import metadata
 
 from .. import __version__
+from ..report import THREADS
 from ..findings import ERROR, WARNING, Finding, group, has_errors, render
 from .run import PROG, findings_of, user_option
 
@@ -84,6 +85,9 @@ def _runtime_binary() -> str:
         major = 9
     return "singularity" if major < 9 else "apptainer"
 
+THREADS_NOTE = ("{threads}: each job's own thread count (its rule's threads:, as Snakemake gives it), passed so "
+                "into the cleaned environment")
+
 SETTING_ORDER = ("containment", "workdir", "tmp", "namespaces", "network", "cleanenv", "env", "auto_binds",
                  "writable_tmpfs", "gpu", "args")
 
@@ -152,7 +156,7 @@ def render_explain(job: dict, rule: dict, workdir: str, user_args: list[str], cw
         words = [_runtime_binary(), "exec", "--home", workdir, *words, *(shlex.split(extra) if extra else []),
                  job["image"], "bash", "-c"]
         parts.append("command, as Snakemake starts the job (the rule's shell command in '…'):\n  "
-                     + shlex.join(words) + " '…'")
+                     + shlex.join(words) + " '…'" + (f"\n  {THREADS_NOTE}" if THREADS in args else ""))
     return "\n\n".join(parts)
 
 
@@ -194,6 +198,8 @@ def render_markdown(audit: dict, user_args: list[str]) -> str:
         label = f"{j['job']} (and {more} more with the same flags)" if more else j["job"]
         cells = [label, r.get("containment", "?"), ", ".join(r.get("namespaces") or []) or "-"]
         out.append("| " + " | ".join([*map(_md, cells), binds, _md_code(j.get("apptainer_args"))]) + " |")
+    if any(THREADS in (j.get("apptainer_args") or "") for j in jobs):
+        out += ["", THREADS_NOTE.replace("{threads}", "`{threads}`")]
     if findings:
         out += ["", "## Findings", "", "```text", render_findings_by_rule(findings), "```"]
     out += ["", "## Where each setting comes from", ""]

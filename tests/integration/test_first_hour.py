@@ -1,6 +1,8 @@
 """A new user's first hour (issue "The first hour, again"), each step as they meet it: real Snakemake and
 Apptainer as the ordinary user, asserting what they read."""
 
+import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -165,3 +167,30 @@ def test_without_sdm_apptainer_check_and_explain_tell_the_one_true_finding(workf
     assert "job make[x=a] (rule make) runs on the host, not in a container: Snakemake runs without --sdm" in explain.output
     assert explain.output.count("error SC102") == 1 and "has no image" not in explain.output, explain
     assert "exec --home" not in explain.output
+
+
+# report: the forecast is what the run then records.
+
+def test_report_shows_the_per_job_thread_counts_the_run_then_passes(image):
+    work = make_workflow("singcontain-threads-", policy="version: 1\ndefaults: {containment: containall}\n"
+                         "rules: {hostwork: {containment: none}}\n", image=Path(image))
+    try:
+        report = run(work, SINGCONTAIN, "report", "--format", "json", "--jobs", "--sdm", "apptainer")
+        assert report.returncode == 0, report
+        audit = json.JSONDecoder().raw_decode(report.output[report.output.index("{"):])[0]
+        (forecast,) = [j["apptainer_args"] for j in audit["jobs"] if j["job"] == "make[x=a]"]
+        assert "--env OMP_NUM_THREADS={threads}" in forecast.replace("'", ""), forecast
+        markdown = run(work, SINGCONTAIN, "report", "--sdm", "apptainer")
+        assert "`{threads}`: each job's own thread count" in markdown.output, markdown
+
+        ran = run(work, SNAKEMAKE, "--sdm", "apptainer", "-c", "2", "out/a.txt")
+        assert ran.returncode == 0, ran
+        record = run(work, SINGCONTAIN, "runs", "--run", "latest", "--format", "json")
+        record = json.JSONDecoder().raw_decode(record.output[record.output.index("{"):])[0]
+        (group,) = [g for g in record["groups"] if g["rule"] == "make"]
+        # The record groups a rule's flags without the job's own binds: the flags before the binds match.
+        expected = " ".join(shlex.split(forecast.replace("{threads}", "2"))).split(" --bind")[0]
+        assert " ".join(group["flags"]).split(" --bind")[0] == expected, (group["flags"], expected)
+        assert "OMP_NUM_THREADS=2" in expected
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

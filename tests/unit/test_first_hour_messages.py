@@ -22,3 +22,46 @@ def test_defaulted_names_only_the_variables_whose_default_was_taken():
     assert defaulted("${A:-/x}/${B:-${C:-/y}}", {"B": "/b"}) == ("A",)
     assert defaulted("${A:-${C:-/y}}", {}) == ("A", "C")
     assert defaulted("${A:-/x}", {"A": ""}) == ("A",) and defaulted("/plain", {}) == ()
+
+
+# Records a reviewer can read.
+
+def test_diff_tells_a_change_of_flags_in_effective_terms_first():
+    from snakemake_singcontain.cli.records import render_diff
+
+    threads = [w for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") for w in ("--env", f"{name}=1")]
+    before = ["--contain", "--pid", "--bind", "/w:/w:ro"]
+    after = ["--containall", *threads, "--bind", "/w:/w:ro"]
+    outputs = [{"output": "/w/out/a.txt", "rule": "make", "status": "changed",
+                "changes": [{"what": "flags", "removed": ["--contain", "--pid"],
+                             "added": ["--containall", "--env OMP_NUM_THREADS=1", "--env MKL_NUM_THREADS=1"],
+                             "order": False}]}]
+    text = render_diff({"run": "A1", "status": "ok"}, {"run": "B1", "status": "ok"}, outputs,
+                       argv={"/w/out/a.txt": (before, after)})
+    lines = text.splitlines()
+    assert lines[2] == ("  in effect: containment contain → containall; PID namespace kept; IPC namespace gained; "
+                        "clean environment on; per-job thread counts now passed")
+    assert lines[3] == "  flags:" and "    - --pid" in lines and "    + --containall" in lines  # raw, below
+
+
+def test_diff_says_a_namespace_lost_when_it_is():
+    from snakemake_singcontain.cli.records import in_effect
+
+    assert in_effect(["--containall"], ["--contain"]) == ("containment containall → contain; PID namespace lost; "
+                                                          "IPC namespace lost; clean environment off")
+    assert in_effect(["--contain", "--env", "LANG=C"], ["--contain"]) == "LANG no longer passed"
+
+
+def test_runs_outside_a_workflow_says_where_it_looked(tmp_path):
+    from snakemake_singcontain.cli.records import render_run, render_runs
+
+    told = render_runs([], str(tmp_path))
+    assert told.startswith(f"no recorded runs in {tmp_path}/.snakemake/singcontain/records") and "-d WORKDIR" in told
+    info = {"run": "r1", "status": "ok", "jobs": 1, "failed": 0, "hosts": ["h"], "start": 1.0, "end": 2.0,
+            "unreadable_lines": 0}
+    group = {"rule": "plot", "jobs": 1, "failed": 0, "wildcards": [{}], "images": ["i.sif"], "image_sha256": "x",
+             "runtime": "apptainer", "runtime_version": "1.4.5", "flags": ["--contain"], "policy_sha256": "y",
+             "hosts": ["h"]}
+    assert "rule plot: 1 job(s)\n" in render_run(info, [group]) + "\n"
+    with_wildcards = dict(group, rule="make", wildcards=[{"x": "a"}])
+    assert "rule make: 1 job(s) (x=a)" in render_run(info, [with_wildcards])

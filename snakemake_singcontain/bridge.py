@@ -89,7 +89,15 @@ def requested_policy(workflow) -> str | None:
     words = shlex.split(workflow.deployment_settings.apptainer_args or "")
     marked = [w[len(MARKER):] for w in words if w.startswith(MARKER)]
     path = marked[-1] if marked else os.environ.get("SINGCONTAIN_POLICY")
-    return os.path.abspath(path) if path else None
+    return _from_launch_folder(path) if path else None
+
+
+def _from_launch_folder(path: str) -> str:
+    """A relative path a user gave in the environment, taken from the folder where they typed the command:
+    the process's first working directory (autoload.py notes it), not the workdir Snakemake moved to (-d)."""
+    from .autoload import STARTED_IN
+
+    return os.path.abspath(os.path.join(STARTED_IN or os.getcwd(), path))
 
 
 def activate(workflow_class) -> None:
@@ -192,7 +200,7 @@ def _site():
     """The site's own files, the same in the main process and a job's own process: the admin's SITE_FILE
     always (where it exists), and on top of it the one SINGCONTAIN_SITE names (it adds, never lowers)."""
     named = os.environ.get("SINGCONTAIN_SITE")
-    return load_site_layers(SITE_FILE, os.path.abspath(named) if named else None)
+    return load_site_layers(SITE_FILE, _from_launch_folder(named) if named else None)
 
 
 def _intended_executor(workflow) -> str | None:

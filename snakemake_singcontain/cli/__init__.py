@@ -22,7 +22,7 @@ from ..findings import render as render_findings  # not `render`: the cli.render
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
 from . import records as records_cli
-from .starter import list_rules, starter_policy
+from .starter import commands, list_rules, starter_policy
 
 EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --configfile, --config, --profile, "
           "-d, targets …), as for `snakemake -n`; put them after `--` if one looks like an option of this command.")
@@ -152,7 +152,7 @@ def cmd_init(args, user_args: list[str]) -> int:
         raise CliError(f"{policy} already exists; {PROG} init never overwrites a policy "
                        "(edit it, or write a new one with --policy OTHER.yaml)")
     from_snakefile = os.path.relpath(policy.absolute(), snakefile.parent)  # contain() is relative to the Snakefile
-    text = starter_policy(listing.rules, from_snakefile)
+    text = starter_policy(listing.rules, from_snakefile, str(policy), user_args)
     try:
         with open(policy, "x") as f:
             f.write(text)
@@ -165,11 +165,12 @@ def cmd_init(args, user_args: list[str]) -> int:
     if listing.contain_path and Path(listing.contain_path) == policy.absolute():
         load = f"the Snakefile's contain() already loads it; run `{PROG} check` with your usual Snakemake arguments."
     else:
+        run_command, check_command = commands(str(policy), user_args)
         load = (f"load it in the Snakefile with\n"
                 f"    from snakemake_singcontain import contain\n    contain(workflow, \"{from_snakefile}\")\n"
-                f"or, without editing the Snakefile, name it for each run: SINGCONTAIN_POLICY={policy} snakemake "
-                f"--sdm apptainer … (or --policy {policy} for {PROG} check, explain and report).\n"
-                f"Then run `{PROG} check --policy {policy}` with your usual Snakemake arguments.")
+                f"or, without editing the Snakefile, name it for each run, from this folder:\n    {run_command}\n"
+                f"(or --policy {shlex.quote(str(policy))} for {PROG} check, explain and report).\n"
+                f"Then check it: {check_command}")
     print(f"wrote {policy}: defaults for every rule, and a commented entry for each of {len(listing.rules)} rules "
           f"({names}).{skipped}\nNext: {load}")
     return 0
@@ -221,8 +222,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of to stdout")
     p.add_argument("--jobs", action="store_true", help="one row per job (default: one per rule and identical flags, "
                    "with a count)")
-    p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).",
-            "[--policy FILE] ")
+    p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).")
     p.add_argument("--policy", metavar="FILE",
                    help="where to write it (default: where the Snakefile's contain() points, else containment.yaml "
                         "beside the Snakefile)")

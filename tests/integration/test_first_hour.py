@@ -194,3 +194,39 @@ def test_report_shows_the_per_job_thread_counts_the_run_then_passes(image):
         assert "OMP_NUM_THREADS=2" in expected
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Paths a user types are taken from where they typed them.
+
+def test_a_relative_policy_is_taken_from_where_the_command_is_typed_not_the_workdir(workflow):
+    (workflow / ".test").mkdir(exist_ok=True)
+    shutil.copy(workflow / "image.sif", workflow / ".test" / "image.sif")  # container: is relative to the workdir
+    chown_tree(workflow)
+    told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "-d", ".test", "-s", "Snakefile",
+               env={"SINGCONTAIN_POLICY": "containment.yaml"})
+    assert f"checked against {workflow}/containment.yaml" in told.output, told
+    assert ".test/containment.yaml" not in told.output, told
+
+
+def test_init_prints_and_writes_the_same_way_to_name_the_policy(workflow):
+    project = owned_dir("singcontain-init-path-")
+    try:
+        for sub in ("workflow", "run"):
+            (project / sub).mkdir()
+        (project / "workflow" / "Snakefile").write_text(SNAKEFILE)
+        chown_tree(project)
+        told = as_user([SINGCONTAIN, "init", "-s", "../workflow/Snakefile"], cwd=project / "run")
+        assert told.returncode == 0, told
+        header = (project / "workflow" / "containment.yaml").read_text()
+        command = "SINGCONTAIN_POLICY=../workflow/containment.yaml snakemake -s ../workflow/Snakefile --sdm apptainer"
+        assert command in told.output and command in header, (told, header)
+        check = "singcontain check --policy ../workflow/containment.yaml -s ../workflow/Snakefile --sdm apptainer"
+        assert check in told.output and check in header, (told, header)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def test_init_help_shows_the_policy_option_once():
+    told = as_user([SINGCONTAIN, "init", "--help"], cwd="/")
+    usage = told.output.split("\n\n")[0]
+    assert usage.count("[--policy FILE]") == 1, told

@@ -50,3 +50,14 @@ def test_the_rerun_trigger_is_described_as_it_is():
         text = (ROOT / "docs" / name).read_text()
         assert "rerun_on_change: true" in text, name
         assert not re.search(r"(trigger|rerun)[^.]*\bplanned\b", text, re.I), name
+
+
+def test_hpc_htcondor_says_how_to_install_the_executor_where_the_profile_goes_and_a_running_pool():
+    text = (ROOT / "docs" / "hpc.md").read_text()
+    section = text.split("## HTCondor")[1].split("\n## Trying it on one machine")[0]
+    assert "pip install snakemake-executor-plugin-htcondor==" in section
+    assert "profiles/htcondor/config.yaml" in section and "--profile profiles/htcondor" in section
+    assert "already up" in section and "port 9618" in section
+    # The version named is the one the tests install (tools/venv.sh).
+    version = re.search(r"snakemake-executor-plugin-htcondor==([\d.]+)", section).group(1)
+    assert f"snakemake-executor-plugin-htcondor=={version}" in (ROOT / "tools" / "venv.sh").read_text()

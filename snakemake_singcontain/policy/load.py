@@ -125,6 +125,8 @@ class _Reader:
             image = self.text(image, ("image",))
         presets = self.mapping(data.get("presets", {}), ("presets",))
         rules = self.mapping(data.get("rules", {}), ("rules",))
+        for section, entries in (("presets", presets), ("rules", rules)):
+            self.misplaced_settings(section, entries)
         rerun = self.boolean(data.get("rerun_on_change", False), ("rerun_on_change",))
         return Policy(
             file=self.file, version=1, runtime=runtime, image=image, rerun_on_change=rerun,
@@ -159,6 +161,17 @@ class _Reader:
             floor = Floor(containment, namespaces, never, plugin=f"{self.file}:{self.lines.get(('floor',))}")
         return Site(self.file, {name: self.layer(value, ("presets", name), f"preset {name}")
                                 for name, value in presets.items()}, protected, floor)
+
+    def misplaced_settings(self, section: str, entries: dict):
+        """`binds:` (or another setting) one level too shallow under presets: or rules:, where a name is
+        expected: the YAML reads it as a preset or rule of that name. Told as the slip it is."""
+        for name, value in entries.items():
+            if name in LAYER_KEYS and not isinstance(value, dict):
+                kind = "preset" if section == "presets" else "rule"
+                self.fail((section, name), f"'{name}:' under '{section}:' is read as a {kind} named {name!r}: "
+                          f"a setting where a {kind}'s name belongs",
+                          f"indent '{name}:' under the {kind} it belongs to ({section}: {{NAME: {{{name}: …}}}}), "
+                          f"or, for every rule, move it under 'defaults:'")
 
     def known_keys(self, data: dict, path: tuple, allowed: tuple, where: str):
         for key in data:
@@ -313,7 +326,7 @@ class _Reader:
         if not src.startswith("/"):
             # Every message about this bind (SC301 "does not exist", SC306 …) shows its origin: say there what
             # the relative source was taken relative to.
-            origin = Origin(f"{label}, source {src!r} relative to {self.base_dir} (the policy's folder)",
+            origin = Origin(f"{label}, source {src!r} relative to {self.base_dir}, the policy's folder",
                             self.file, origin.line)
         src = clean(posixpath.join(self.base_dir, src))  # relative to the policy's folder
         dst = dst or src

@@ -65,3 +65,28 @@ def test_runs_outside_a_workflow_says_where_it_looked(tmp_path):
     assert "rule plot: 1 job(s)\n" in render_run(info, [group]) + "\n"
     with_wildcards = dict(group, rule="make", wildcards=[{"x": "a"}])
     assert "rule make: 1 job(s) (x=a)" in render_run(info, [with_wildcards])
+
+
+def test_binds_one_level_too_shallow_under_presets_is_told_as_that_slip(site):
+    import pytest
+
+    from snakemake_singcontain.errors import PolicyError
+
+    text = "version: 1\npresets:\n  dust:\n    containment: contain\n  binds: ['/data:rw']\n"
+    with pytest.raises(PolicyError) as err:
+        site.policy(text)
+    told = err.value.render()
+    assert "containment.yaml:5: 'binds:' under 'presets:' is read as a preset named 'binds'" in told
+    assert "indent 'binds:' under the preset it belongs to" in told and "key: value" not in told
+    with pytest.raises(PolicyError, match="'env:' under 'rules:' is read as a rule named 'env'"):
+        site.policy("version: 1\nrules:\n  plot: {}\n  env: [LANG]\n")
+    # Control: a preset of another name whose value is not a mapping keeps the general message.
+    with pytest.raises(PolicyError, match="'dust' must be a mapping"):
+        site.policy("version: 1\npresets:\n  dust: ['/data:rw']\n")
+
+
+def test_set_at_of_a_relative_bind_source_has_no_nested_parentheses(site):
+    site.dir("data")
+    (bind,) = site.policy("version: 1\ndefaults: {binds: ['data:/data']}\n").defaults.binds
+    told = str(bind.origin)
+    assert told.count("(") == 1 and "relative to" in told and "the policy's folder" in told, told

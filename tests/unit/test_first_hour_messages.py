@@ -90,3 +90,25 @@ def test_set_at_of_a_relative_bind_source_has_no_nested_parentheses(site):
     (bind,) = site.policy("version: 1\ndefaults: {binds: ['data:/data']}\n").defaults.binds
     told = str(bind.origin)
     assert told.count("(") == 1 and "relative to" in told and "the policy's folder" in told, told
+
+
+# Presets: dropping one drops everything it brought.
+
+def test_dropping_a_preset_drops_the_presets_it_uses(site):
+    site.dir("cvmfs"), site.dir("afs"), site.dir("dust")
+    policy = """\
+version: 1
+presets:
+  cvmfs: {binds: ['${ROOT}/cvmfs:/cvmfs']}
+  afs: {binds: ['${ROOT}/afs:/afs']}
+  dust: {binds: ['${ROOT}/dust:/dust:rw']}
+  site: {use: [cvmfs, afs]}
+defaults: {use: [site, dust]}
+rules:
+  summarize: {containment: none, use: [-site]}
+  keep_afs: {use: [-site, afs]}
+"""
+    c = site.checker(policy, rules=("summarize", "keep_afs", "other"))
+    assert [b.dst for b in c.settings("summarize").binds] == ["/dust"]  # nothing of site: neither /cvmfs nor /afs
+    assert [b.dst for b in c.settings("keep_afs").binds] == ["/dust", "/afs"]  # named again itself
+    assert [b.dst for b in c.settings("other").binds] == ["/cvmfs", "/afs", "/dust"]  # control: all of it

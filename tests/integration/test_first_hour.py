@@ -230,3 +230,20 @@ def test_init_help_shows_the_policy_option_once():
     told = as_user([SINGCONTAIN, "init", "--help"], cwd="/")
     usage = told.output.split("\n\n")[0]
     assert usage.count("[--policy FILE]") == 1, told
+
+
+# The site file named by SINGCONTAIN_SITE: a layer on top of the admin's, told by its own name.
+
+def test_a_named_site_file_is_told_by_name_and_adds_its_floor(workflow):
+    told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", env={"SINGCONTAIN_SITE": "group-site.yaml"})
+    assert told.returncode != 0, told
+    assert f"{workflow}/group-site.yaml: cannot read the site file SINGCONTAIN_SITE names" in told.output, told
+    assert "unset SINGCONTAIN_SITE" in told.output and "policy file" not in told.output, told
+    (workflow / "group-site.yaml").write_text("version: 1\nfloor:\n  containment: containall\n")
+    chown_tree(workflow)
+    try:
+        told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", env={"SINGCONTAIN_SITE": "group-site.yaml"})
+        assert told.returncode != 0 and "error SC105 rule make: containment 'contain' is below the site floor " \
+            f"'containall' set by site file {workflow}/group-site.yaml:2" in told.output, told
+    finally:
+        (workflow / "group-site.yaml").unlink()

@@ -205,24 +205,30 @@ def _site():
 
 def _intended_executor(workflow) -> str | None:
     """The batch executor the run submits to, None for local execution. A dry run executes with Snakemake's
-    `dryrun` plugin instead: 9.x keeps the intended executor as `executor` of DAGApi.execute_workflow (read
-    from its frame, on this call's stack), 8.30 only on the command line (--executor / -e; not a profile's)."""
+    `dryrun` plugin instead: 9.x keeps the intended executor as `executor` of DAGApi.execute_workflow; 8.30
+    overwrites it with "dryrun" in cli.args_to_api, whose `parser` (configargparse) still knows the profile's
+    executor, and the command line has the user's own (--executor / -e). Read from the frames on this stack."""
     plugin = workflow.executor_plugin
     if plugin is None:
         return None
     name = plugin.name
     if workflow.dryrun:
-        name = None
+        name, profile = None, None
         frame = sys._getframe(1)
-        while frame is not None and name is None:
-            if frame.f_code.co_name == "execute_workflow" and frame.f_globals.get("__name__") == "snakemake.api":
+        while frame is not None:
+            module, function = frame.f_globals.get("__name__"), frame.f_code.co_name
+            if module == "snakemake.api" and function == "execute_workflow" and name is None:
                 name = frame.f_locals.get("executor")
+            if module == "snakemake.cli" and function == "args_to_api" and "parser" in frame.f_locals:
+                sources = getattr(frame.f_locals["parser"], "get_source_to_settings_dict", dict)()
+                profile = next((s["executor"][1] for key, s in sources.items()
+                                if key.startswith("config_file") and "executor" in s), profile)
             frame = frame.f_back
         if not isinstance(name, str) or name in ("dryrun", "touch"):
             words = sys.argv[1:]
             given = [w.split("=", 1)[1] for w in words if w.startswith("--executor=")]
             given += [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--executor", "-e")]
-            name = given[-1] if given else None
+            name = given[-1] if given else profile
         if name is None:
             return None
         from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry

@@ -1,6 +1,7 @@
 """A new user's first hour (issue "The first hour, again"), each step as they meet it: real Snakemake and
 Apptainer as the ordinary user, asserting what they read."""
 
+import importlib.util
 import json
 import shlex
 import shutil
@@ -69,6 +70,11 @@ def run(work: Path, *argv: str, env: dict | None = None):
 
 # Dry runs tell what the real run will do.
 
+needs_htcondor_plugin = pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_htcondor") is None,
+                                           reason="the HTCondor executor plugin is installed with Snakemake 9 only")
+
+
+@needs_htcondor_plugin
 def test_a_dry_run_for_htcondor_tells_the_node_local_workdir(workflow):
     told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "--executor", "htcondor", "-j", "2")
     assert told.returncode != 0 and "error SC213" in told.output, told
@@ -78,6 +84,7 @@ def test_a_dry_run_for_htcondor_tells_the_node_local_workdir(workflow):
     assert local.returncode == 0 and "SC213" not in local.output, local
 
 
+@needs_htcondor_plugin
 def test_check_with_an_htcondor_profile_tells_the_node_local_workdir(workflow):
     profile = workflow / "condor"
     profile.mkdir(exist_ok=True)
@@ -86,6 +93,18 @@ def test_check_with_an_htcondor_profile_tells_the_node_local_workdir(workflow):
     told = run(workflow, SINGCONTAIN, "check", "--profile", "condor")
     assert told.returncode == 1 and "error SC213" in told.output and "the workdir" in told.output, told
     local = run(workflow, SINGCONTAIN, "check", "--sdm", "apptainer")
+    assert local.returncode == 0 and "SC213" not in local.output, local
+
+
+def test_a_dry_run_with_a_cluster_generic_profile_warns_of_the_node_local_workdir(workflow):
+    profile = workflow / "generic"
+    profile.mkdir(exist_ok=True)
+    (profile / "config.yaml").write_text('executor: cluster-generic\ncluster-generic-submit-cmd: "true"\njobs: 2\n')
+    chown_tree(profile)
+    told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "--profile", "generic")
+    assert told.returncode == 0 and "warning SC213" in told.output and "cluster-generic node" in told.output, told
+    # The command line's executor wins over the profile's, as in the real run.
+    local = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "--profile", "generic", "--executor", "local")
     assert local.returncode == 0 and "SC213" not in local.output, local
 
 

@@ -266,3 +266,31 @@ def test_a_named_site_file_is_told_by_name_and_adds_its_floor(workflow):
             f"'containall' set by site file {workflow}/group-site.yaml:2" in told.output, told
     finally:
         (workflow / "group-site.yaml").unlink()
+
+
+# diff: the change in effective terms first.
+
+def test_diff_after_contain_pid_to_containall_tells_what_it_means(image):
+    work = make_workflow("singcontain-diff-", policy="version: 1\ndefaults: {containment: contain, namespaces: [pid]}\n"
+                         "rules: {hostwork: {containment: none, namespaces: [-pid]}}\n", image=Path(image))
+    try:
+        first = run(work, SNAKEMAKE, "--sdm", "apptainer", "-c", "2", "out/a.txt")
+        assert first.returncode == 0, first
+        (work / "containment.yaml").write_text("version: 1\ndefaults: {containment: containall}\n")
+        second = run(work, SNAKEMAKE, "--sdm", "apptainer", "-c", "2", "out/a.txt", "-R", "make")
+        assert second.returncode == 0, second
+        told = run(work, SINGCONTAIN, "diff", "previous", "latest")
+        assert told.returncode == 1, told
+        lines = told.output.splitlines()
+        assert any(line.endswith("out/a.txt (rule make): changed") for line in lines), told
+        at = next(i for i, line in enumerate(lines) if line.startswith("  in effect:"))
+        assert lines[at] == ("  in effect: containment contain → containall; PID namespace kept; IPC namespace "
+                                 "gained; clean environment on; per-job thread counts now passed"), told
+        assert lines[at + 1] == "  flags:" and "    - --pid" in lines and "    + --env OMP_NUM_THREADS=2" in lines
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_runs_outside_a_workflow_says_where_it_looked():
+    told = as_user([SINGCONTAIN, "runs"], cwd="/")
+    assert "no recorded runs in /.snakemake/singcontain/records" in told.output and "-d WORKDIR" in told.output, told

@@ -60,3 +60,19 @@ def test_quickstart_runs_as_written(work):
     # singcontain check (step 3) summarised both rules, and nothing was written to the /cvmfs stand-in.
     assert re.search(r"\bsimulate\b.*containall", run.output) and re.search(r"\bplot\b", run.output), run
     assert not list((work / "stand-in" / "cvmfs").iterdir())
+
+
+def test_the_refusal_shown_in_step_3_is_what_a_laptop_without_step_0_gets(work):
+    markdown = QUICKSTART.read_text()
+    shown = markdown.split("e.g. without step 0 on a laptop:\n\n```\n", 1)[1].split("```", 1)[0]
+    expected = [line for line in shown.splitlines() if line.startswith(("error SC301", "    "))]
+    assert expected and "DUST is not set" in expected[0]
+    # Every step but step 0 (its stand-ins), up to the dry run that refuses.
+    script = script_from(markdown, str(ROOT)).replace("[ -d /cvmfs ] ||", "true ||").replace(
+        '[ -d "${DUST:-/nfs/dust/$USER}" ] ||', "true ||")
+    script = script.split("snakemake -n --sdm apptainer")[0] + "snakemake -n --sdm apptainer\n"
+    run = as_user(["bash", "-c", script], cwd=work)
+    assert run.returncode != 0, run
+    for line in expected:
+        line = line.replace("/home/alice/analysis", str(work)).replace("alice", "singtest")
+        assert line in run.output, (line, run)

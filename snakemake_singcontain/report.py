@@ -24,7 +24,8 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
     audit of a large workflow stays small). `urls`: an image's local path -> the image as the workflow names
     it (docker://…), shown instead."""
     counts = Counter(job.rule for job in jobs)
-    images = {job.rule: (urls or {}).get(job.image, job.image) for job in jobs}
+    # A job without a local image (no --sdm apptainer) has none to name: every such URL maps from None.
+    images = {job.rule: (urls or {}).get(job.image, job.image) if job.image else None for job in jobs}
     # Without --sdm apptainer every job runs on the host: the one finding that helps is SC102 "add --sdm
     # apptainer" (the bridge's); "the rule has no image" would send the user to add what the rule has.
     without_sdm = {r for f in findings if f.code == "SC102" and NO_SDM in f.fix for r in f.rule.split(", ")}

@@ -34,7 +34,7 @@ from .errors import PolicyError
 from .findings import ERROR, WARNING, Finding, has_errors, render
 from .plan import AUTO, INPUT, SHADOW, SOURCE, TOPLEVEL, JobSpec
 from .plugins import plugin_manager
-from .policy import Settings, load_policy, load_site
+from .policy import Settings, load_policy, load_site_layers
 from .runtime import SmokeResult, detect, smoke_test
 
 SUPPORTED_MAJORS = (8, 9)
@@ -89,16 +89,24 @@ def requested_policy(workflow) -> str | None:
     Two different policies named are refused: a profile Snakemake loads by itself from the workdir must not
     silently replace the one the user named."""
     words = shlex.split(workflow.deployment_settings.apptainer_args or "")
-    named = {os.path.abspath(w[len(MARKER):]): "--singcontain-policy in --apptainer-args (command line or profile)"
+    named = {_from_launch_folder(w[len(MARKER):]): "--singcontain-policy in --apptainer-args (command line or profile)"
              for w in words if w.startswith(MARKER)}
     if named and not workflow.is_main_process:
         return next(reversed(named))  # what the main process put on the job's command line: the one it checked
     if os.environ.get("SINGCONTAIN_POLICY"):
-        named.setdefault(os.path.abspath(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
+        named.setdefault(_from_launch_folder(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
     if len(named) > 1:
         raise _workflow_error("two policies named: " + " and ".join(f"{path} ({how})" for path, how in named.items())
                               + "; name one of them, once")
     return next(iter(named), None)
+
+
+def _from_launch_folder(path: str) -> str:
+    """A relative path a user gave in the environment, taken from the folder where they typed the command:
+    the process's first working directory (autoload.py notes it), not the workdir Snakemake moved to (-d)."""
+    from .autoload import STARTED_IN
+
+    return os.path.abspath(os.path.join(STARTED_IN or os.getcwd(), path))
 
 
 def activate(workflow_class) -> None:
@@ -198,13 +206,59 @@ def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
 
 
 def _site_files() -> list[str]:
-    return [path for path in (os.environ.get("SINGCONTAIN_SITE"), SITE_FILE) if path and os.path.exists(path)]
+    named = os.environ.get("SINGCONTAIN_SITE")
+    return [path for path in (named and _from_launch_folder(named), SITE_FILE) if path and os.path.exists(path)]
 
 
 def _site():
-    """The site's own file: named by SINGCONTAIN_SITE, else SITE_FILE where it exists."""
-    path = os.environ.get("SINGCONTAIN_SITE") or (SITE_FILE if os.path.exists(SITE_FILE) else None)
-    return load_site(path) if path else None
+    """The site's own files, the same in the main process and a job's own process: the admin's SITE_FILE
+    always (where it exists), and on top of it the one SINGCONTAIN_SITE names (it adds, never lowers)."""
+    named = os.environ.get("SINGCONTAIN_SITE")
+    return load_site_layers(SITE_FILE, _from_launch_folder(named) if named else None)
+
+
+def _intended_executor(workflow) -> str | None:
+    """The batch executor the run submits to; None for local execution. A dry run tells what the real run
+    with that executor will tell, though it executes with Snakemake's `dryrun` plugin."""
+    plugin = workflow.executor_plugin
+    if plugin is None:
+        return None
+    if not workflow.dryrun:
+        return None if workflow.local_exec else plugin.name
+    name = _dry_run_executor()
+    if name is None:
+        return None
+    from snakemake_interface_common.exceptions import InvalidPluginException
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    try:
+        local = ExecutorPluginRegistry().get_plugin(name).common_settings.local_exec
+    except InvalidPluginException:  # not installed here: Snakemake itself refuses the real run
+        return None
+    return None if local else name
+
+
+def _dry_run_executor() -> str | None:
+    """The executor a dry run stands in for, read from the frames on this call's stack: 9.x keeps it as
+    `executor` of DAGApi.execute_workflow; 8.30 overwrites it with "dryrun" in cli.args_to_api, whose
+    `parser` (configargparse) still knows a profile's executor, and the command line has the user's own."""
+    name, profile = None, None
+    frame = sys._getframe(1)
+    while frame is not None:
+        module, function = frame.f_globals.get("__name__"), frame.f_code.co_name
+        if module == "snakemake.api" and function == "execute_workflow" and name is None:
+            name = frame.f_locals.get("executor")
+        if module == "snakemake.cli" and function == "args_to_api" and "parser" in frame.f_locals:
+            sources = getattr(frame.f_locals["parser"], "get_source_to_settings_dict", dict)()
+            profile = next((s["executor"][1] for key, s in sources.items()
+                            if key.startswith("config_file") and "executor" in s), profile)
+        frame = frame.f_back
+    if isinstance(name, str) and name not in ("dryrun", "touch"):
+        return name
+    words = sys.argv[1:]
+    given = [w.split("=", 1)[1] for w in words if w.startswith("--executor=")]
+    given += [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--executor", "-e")]
+    return given[-1] if given else profile
 
 
 def _flagged(outputs, flag: str, patterns=None) -> frozenset[str]:
@@ -517,9 +571,10 @@ class _Bridge:
         return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
 
     def _node_local_findings(self, settings: dict[str, Settings], images: dict[str, str]) -> list[Finding]:
-        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder."""
-        plugin = self.workflow.executor_plugin
-        if plugin is None or self.workflow.local_exec:
+        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder. A dry run
+        tells what the real run with that executor will tell."""
+        executor = _intended_executor(self.workflow)
+        if executor is None:
             return []
         every = "every rule"
         paths = [(every, "the workdir", os.getcwd()), (every, "the policy", self.policy_file),
@@ -528,7 +583,7 @@ class _Bridge:
         for rule, s in settings.items():
             paths += [(rule, "the writable bind of", b.src) for b in s.binds if b.mode == "rw"]
             paths += [(rule, "the scratch folder", s.scratch)] if s.scratch else []
-        return run_checks.node_local_paths(plugin.name, paths)
+        return run_checks.node_local_paths(executor, paths)
 
     def _runtime_findings(self, rules) -> list[Finding]:
         """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""
@@ -703,12 +758,7 @@ class _Bridge:
                 self._smoked[key] = smoke_test(runtime, job.image, args, os.getcwd())
             result = self._smoked[key]
             if not result.ok:
-                what = "; ".join(result.weakened) or result.fatal
-                command = f"{runtime.binary} exec {shlex.join(['--home', os.getcwd(), *args])} {job.image} true"
-                findings.append(Finding("SC207", ERROR, job.rule, f"starting the image with this rule's flags failed "
-                                        f"or was weakened: {what}",
-                                        f"run `{command}` to see the runtime's message; ask the site admin, or change "
-                                        "the rule's policy"))
+                findings.append(Finding("SC207", ERROR, job.rule, *result.told(urls.get(job.image, job.image))))
         for image, rules in to_pull.items():
             findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
                                     "pulled yet, so the rules' flags were not smoke-tested",

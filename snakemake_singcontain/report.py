@@ -9,10 +9,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
-from .argv import apptainer_args
+from .argv import JOB_VARIABLES, apptainer_args
 from .checker import Checker
 from .findings import Finding
 from .plan import JobSpec
+
+THREADS = "{threads}"  # in the audit's flags: the job's `threads`, as the run passes them
+NO_SDM = "add --sdm apptainer"  # the fix of the bridge's SC102 for a run without --sdm apptainer
 
 
 def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding], environ: Mapping[str, str],
@@ -21,12 +24,21 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
     audit of a large workflow stays small). `urls`: an image's local path -> the image as the workflow names
     it (docker://…), shown instead."""
     counts = Counter(job.rule for job in jobs)
-    images = {job.rule: (urls or {}).get(job.image, job.image) for job in jobs}
+    # A job without a local image (no --sdm apptainer) has none to name: every such URL maps from None.
+    images = {job.rule: (urls or {}).get(job.image, job.image) if job.image else None for job in jobs}
+    # Without --sdm apptainer every job runs on the host: the one finding that helps is SC102 "add --sdm
+    # apptainer" (the bridge's); "the rule has no image" would send the user to add what the rule has.
+    without_sdm = {r for f in findings if f.code == "SC102" and NO_SDM in f.fix for r in f.rule.split(", ")}
+    findings = [f for f in findings if not (f.code == "SC102" and f.rule in without_sdm and NO_SDM not in f.fix)]
     rules = {}
     for rule in sorted(counts):
         s = checker.settings(rule)
+        on_host = (("run:", "a run: block is Python in Snakemake's own process") if checker.rule_kinds.get(rule) == "run"
+                   else ("no --sdm apptainer", "Snakemake runs without --sdm apptainer") if rule in without_sdm
+                   else ("no image", "the rule has no image") if not images[rule] else None)
         rules[rule] = {
-            "containment": s.containment if images[rule] else "host (no image)",
+            "on_host": on_host[1] if on_host else None,  # why the job runs on the host, if it does
+            "containment": f"host ({on_host[0]})" if on_host else s.containment,
             "namespaces": list(s.effective_namespaces),
             "cleanenv": s.effective_cleanenv,
             "env": list(s.env),
@@ -48,6 +60,9 @@ def build(checker: Checker, jobs: Sequence[JobSpec], findings: Sequence[Finding]
     report = {"workdir": checker.workdir, "findings": [asdict(f) for f in findings], "rules": rules}
     if with_jobs:
         runtime = checker.runtime
+        # A job's shell gets its own thread counts (jobstart.job_environment), which a cleaned environment
+        # passes with --env: the audit knows no job's threads, so it shows where each job's number goes.
+        environ = {**environ, **dict.fromkeys(JOB_VARIABLES, THREADS)}
         rows: dict = {}
         for job in jobs:
             plan = checker.job_plan(job)

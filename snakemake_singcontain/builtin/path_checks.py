@@ -35,7 +35,14 @@ def singcontain_check_rule(plan, runtime):
     for bind in s.binds:
         where = str(bind.origin) if bind.origin else None
         if bind.src in plan.missing:
-            if bind.required:
+            unset = bind.origin.defaulted if bind.origin else ()
+            if bind.required and unset:  # `${CVMFS_ROOT:-/cvmfs}` without CVMFS_ROOT: the variable is the news
+                names = " and ".join(unset)
+                yield Finding("SC301", ERROR, rule, f"bind source {bind.src} does not exist on this host: {names} "
+                              f"{'is' if len(unset) == 1 else 'are'} not set, so the default was taken",
+                              f"export {unset[0]}=… (where this host has it), create {bind.src}, or mark the bind "
+                              "'required: false'", where=where)
+            elif bind.required:
                 yield Finding("SC301", ERROR, rule, f"bind source {bind.src} does not exist on this host",
                               "create it, correct the path, or mark the bind 'required: false'", where=where)
             else:

@@ -22,7 +22,7 @@ from ..findings import render as render_findings  # not `render`: the cli.render
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
 from . import records as records_cli
-from .starter import list_rules, starter_policy
+from .starter import commands, list_rules, starter_policy
 
 EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --configfile, --config, --profile, "
           "-d, targets …), as for `snakemake -n`; put them after `--` if one looks like an option of this command.")
@@ -70,6 +70,26 @@ def wildcards_needed(rule: str, user_args: list[str], policy: str | None) -> str
             + example)
 
 
+# Snakemake's (argparse's) refusal of words it cannot place, e.g. a second run of targets
+UNRECOGNIZED = "unrecognized arguments:"
+
+
+def no_such_job(rule: str, wildcards: dict, of_rule: list[dict]) -> str:
+    """Why `--wildcards` found no job: a name the rule does not have (a typo), or values no job has."""
+    asked = " ".join(f"{k}={v}" for k, v in wildcards.items())
+    if not of_rule:
+        return f"no job of rule {rule} in this workflow's DAG (is the rule's name right?)"
+    names = list(dict.fromkeys(k for j in of_rule for k in j["wildcards"]))
+    example = " ".join(shlex.quote(f"{k}={v}") for k, v in of_rule[0]["wildcards"].items())
+    unknown = [k for k in wildcards if k not in names]
+    if unknown:
+        why = (f"rule {rule} has no wildcard {', '.join(map(repr, unknown))}; its wildcards: {', '.join(names)}"
+               if names else f"rule {rule} has no wildcards: name it without --wildcards")
+    else:
+        why = f"no job of rule {rule} has {asked} ({len(of_rule)} job{'s' * (len(of_rule) != 1)} in this DAG)"
+    return why + (f"\n    e.g. {PROG} explain {rule} --wildcards {example}" if names else "")
+
+
 def cmd_explain(args, user_args: list[str]) -> int:
     target = args.target
     if not target:
@@ -80,20 +100,27 @@ def cmd_explain(args, user_args: list[str]) -> int:
     # A rule with wildcards cannot be a Snakemake target: find its job among every job of the workflow.
     run = run_snakemake(["--forceall"] if wildcards else ["--force", target], user_args, jobs="each",
                         policy=args.policy)
+    if run.audit is None and UNRECOGNIZED in run.output and not wildcards:
+        # `explain RULE [snakemake args] TARGET…`: Snakemake takes targets only in one run of words, so RULE
+        # is not a target then: its job is found in the DAG of the user's own targets.
+        run = run_snakemake(["--forceall"], user_args, jobs="each", policy=args.policy)
     if run.audit is None and WILDCARD_TARGET in run.output:
         raise CliError(wildcards_needed(target, user_args, args.policy))
     audit = run.require_audit()
     workdir = audit["workdir"]
     if wildcards:
-        matching = [j for j in audit.get("jobs") or [] if j["rule"] == target and j["wildcards"] == wildcards]
+        of_rule = [j for j in audit.get("jobs") or [] if j["rule"] == target]
+        matching = [j for j in of_rule if j["wildcards"] == wildcards]
         if not matching:
-            raise CliError(f"no job of rule {target} with wildcards {wildcards} in this workflow's DAG")
+            raise CliError(no_such_job(target, wildcards, of_rule))
         job = matching[0]
     else:
         job = find_job(target, audit, workdir)
     rule = audit["rules"][job["rule"]]
     print(render_explain(job, rule, workdir, user_args, os.getcwd()))
-    findings = [f for f in findings_of(audit) if f.rule == job["rule"] and f.job in (None, job["job"])]
+    # A finding told once for several rules names them all ("a, b") or "every rule".
+    findings = [f for f in findings_of(audit) if (job["rule"] in f.rule.split(", ") or f.rule == "every rule")
+                and f.job in (None, job["job"])]
     if findings:
         print("\nfindings for this job:\n" + render_findings(findings))
     return finish(run, 1 if has_errors(findings) else 0)
@@ -125,7 +152,7 @@ def cmd_init(args, user_args: list[str]) -> int:
         raise CliError(f"{policy} already exists; {PROG} init never overwrites a policy "
                        "(edit it, or write a new one with --policy OTHER.yaml)")
     from_snakefile = os.path.relpath(policy.absolute(), snakefile.parent)  # contain() is relative to the Snakefile
-    text = starter_policy(listing.rules, from_snakefile)
+    text = starter_policy(listing.rules, from_snakefile, str(policy), user_args)
     try:
         with open(policy, "x") as f:
             f.write(text)
@@ -138,11 +165,12 @@ def cmd_init(args, user_args: list[str]) -> int:
     if listing.contain_path and Path(listing.contain_path) == policy.absolute():
         load = f"the Snakefile's contain() already loads it; run `{PROG} check` with your usual Snakemake arguments."
     else:
+        run_command, check_command = commands(str(policy), user_args)
         load = (f"load it in the Snakefile with\n"
                 f"    from snakemake_singcontain import contain\n    contain(workflow, \"{from_snakefile}\")\n"
-                f"or, without editing the Snakefile, name it for each run: SINGCONTAIN_POLICY={policy} snakemake "
-                f"--sdm apptainer … (or --policy {policy} for {PROG} check, explain and report).\n"
-                f"Then run `{PROG} check --policy {policy}` with your usual Snakemake arguments.")
+                f"or, without editing the Snakefile, name it for each run, from this folder:\n    {run_command}\n"
+                f"(or --policy {shlex.quote(str(policy))} for {PROG} check, explain and report).\n"
+                f"Then check it: {check_command}")
     print(f"wrote {policy}: defaults for every rule, and a commented entry for each of {len(listing.rules)} rules "
           f"({names}).{skipped}\nNext: {load}")
     return 0
@@ -194,8 +222,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("-o", "--output", metavar="FILE", help="write the report there instead of to stdout")
     p.add_argument("--jobs", action="store_true", help="one row per job (default: one per rule and identical flags, "
                    "with a count)")
-    p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).",
-            "[--policy FILE] ")
+    p = add("init", "Write a commented starter policy listing the workflow's rules (never overwrites).")
     p.add_argument("--policy", metavar="FILE",
                    help="where to write it (default: where the Snakefile's contain() points, else containment.yaml "
                         "beside the Snakefile)")

@@ -6,10 +6,12 @@ folder). `diff` exits 0 when every output was made the same way, 1 when somethin
 
 import argparse
 import json
+import os
 import sys
 import time
 
 from .. import records
+from ..argv import JOB_VARIABLES
 from .run import PROG, CliError
 
 SHORT = 12  # digest characters in the diff's text; `runs --run` and JSON show them whole
@@ -27,9 +29,11 @@ def _wildcards(w: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in w.items()) or "-"
 
 
-def render_runs(found: list[dict]) -> str:
+def render_runs(found: list[dict], directory: str = ".") -> str:
     if not found:
-        return "no recorded runs"
+        looked = os.path.join(os.path.abspath(directory), records.FOLDER)
+        return (f"no recorded runs in {looked}: a run that started jobs leaves its record in its workdir's "
+                f".snakemake folder; run this in the workflow's folder, or name it with -d WORKDIR")
     rows = [("RUN", "STATUS", "START", "END", "JOBS", "FAILED", "HOSTS")]
     for r in found:
         same_day = r["start"] and r["end"] and _time(r["start"])[:10] == _time(r["end"])[:10]
@@ -47,8 +51,9 @@ def render_run(info: dict, groups: list[dict]) -> str:
         out.append(f"({info['unreadable_lines']} line(s) cut short by a crash were skipped)")
     for g in groups:
         shown = ", ".join(_wildcards(w) for w in g["wildcards"][:5]) + (" …" if len(g["wildcards"]) > 5 else "")
+        shown = f" ({shown})" if any(g["wildcards"]) else ""  # a rule without wildcards: nothing to show
         failed = f", {g['failed']} failed" if g["failed"] else ""
-        out += ["", f"rule {g['rule']}: {g['jobs']} job(s){failed} ({shown})",
+        out += ["", f"rule {g['rule']}: {g['jobs']} job(s){failed}{shown}",
                 f"  image    {', '.join(map(str, g['images']))}",
                 f"  sha256   {g['image_sha256']}",
                 f"  runtime  {g['runtime']} {g['runtime_version']}",
@@ -58,22 +63,66 @@ def render_run(info: dict, groups: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _change(c: dict) -> str:
+NAMESPACES = {"--pid": "PID", "--ipc": "IPC", "--net": "network", "--uts": "UTS", "--userns": "user"}
+
+
+def effective(argv: list[str]) -> dict:
+    """What a job's flags mean, as a reviewer reads them: containall implies PID and IPC namespaces and a
+    clean environment, the way Apptainer applies it (argv.settings_args writes it so)."""
+    flags = set(argv)
+    containment = "containall" if "--containall" in flags else "contain" if "--contain" in flags else "none"
+    implied = {"--pid", "--ipc"} if containment == "containall" else set()
+    env = [u.split(" ", 1)[1].split("=", 1)[0].strip("'\"") for u in records.units(argv) if u.startswith("--env ")]
+    return {"containment": containment,
+            "namespaces": {name for flag, name in NAMESPACES.items() if flag in flags or flag in implied},
+            "cleanenv": containment == "containall" or "--cleanenv" in flags,
+            "threads": any(name in JOB_VARIABLES for name in env),
+            "env": {name for name in env if name not in JOB_VARIABLES}}
+
+
+def in_effect(argv_a: list[str], argv_b: list[str]) -> str:
+    """The change in effective terms, e.g. "containment contain → containall; PID namespace kept; …"."""
+    a, b = effective(argv_a), effective(argv_b)
+    told = []
+    if a["containment"] != b["containment"]:
+        told.append(f"containment {a['containment']} → {b['containment']}")
+    for name in NAMESPACES.values():
+        had, has = name in a["namespaces"], name in b["namespaces"]
+        if had and has and a["containment"] != b["containment"]:
+            told.append(f"{name} namespace kept")  # the flag that gives it may have changed
+        elif had != has:
+            told.append(f"{name} namespace {'gained' if has else 'lost'}")
+    if a["cleanenv"] != b["cleanenv"]:
+        told.append(f"clean environment {'on' if b['cleanenv'] else 'off'}")
+    if a["threads"] != b["threads"]:
+        told.append(f"per-job thread counts {'now passed' if b['threads'] else 'no longer passed'}")
+    for name in sorted(b["env"] - a["env"]):
+        told.append(f"{name} now passed")
+    for name in sorted(a["env"] - b["env"]):
+        told.append(f"{name} no longer passed")
+    return "; ".join(told)
+
+
+def _change(c: dict, argv_a: list[str], argv_b: list[str]) -> str:
     if c["what"] != "flags":
         return f"  {c['what']}: {_short(c['a'])} -> {_short(c['b'])}"
     if c["order"]:
         return "  flags: same flags in another order (a later bind wins)"
-    return "  flags:" + "".join(f"\n    - {u}" for u in c["removed"]) + "".join(f"\n    + {u}" for u in c["added"])
+    meaning = in_effect(argv_a, argv_b)
+    return ((f"  in effect: {meaning}\n" if meaning else "") + "  flags:" + "".join(f"\n    - {u}" for u in c["removed"])
+            + "".join(f"\n    + {u}" for u in c["added"]))
 
 
-def render_diff(run_a: dict, run_b: dict, outputs: list[dict], show_all: bool = False) -> str:
+def render_diff(run_a: dict, run_b: dict, outputs: list[dict], show_all: bool = False,
+                argv: dict | None = None) -> str:
+    """`argv`: output -> (A's flags, B's flags), to tell a change of flags in effective terms."""
     out = [f"A {run_a['run']} ({run_a['status']}), B {run_b['run']} ({run_b['status']})"]
     not_made = {"only in A": "only in A: run B did not make it", "only in B": "only in B: run A did not make it"}
     for o in outputs:
         if o["status"] == "same" and not show_all:
             continue
         out.append(f"{o['output']} (rule {o['rule']}): {not_made.get(o['status'], o['status'])}")
-        out += [_change(c) for c in o["changes"]]
+        out += [_change(c, *(argv or {}).get(o["output"], ([], []))) for c in o["changes"]]
     count = {s: sum(1 for o in outputs if o["status"] == s) for s in ("changed", "same", "only in A", "only in B")}
     out.append(f"{len(outputs)} outputs: {count['changed']} changed, {count['same']} made the same way, "
                f"{count['only in A'] + count['only in B']} made in one run only")
@@ -90,7 +139,7 @@ def cmd_runs(args, user_args: list[str]) -> int:
     try:
         if args.run is None:
             found = records.runs(args.directory)
-            print(json.dumps(found, indent=2) if args.format == "json" else render_runs(found))
+            print(json.dumps(found, indent=2) if args.format == "json" else render_runs(found, args.directory))
             return 0
         run_id = records.resolve(args.directory, args.run)
         info, groups = _info(args.directory, run_id), records.group(records.load(args.directory, run_id))
@@ -105,14 +154,17 @@ def cmd_diff(args, user_args: list[str]) -> int:
         raise CliError(f"diff takes no Snakemake arguments (got {' '.join(user_args)})")
     try:
         a, b = (records.resolve(args.directory, name) for name in (args.run_a, args.run_b))
-        outputs = records.diff(records.load(args.directory, a), records.load(args.directory, b))
+        loaded_a, loaded_b = records.load(args.directory, a), records.load(args.directory, b)
+        outputs = records.diff(loaded_a, loaded_b)
         run_a, run_b = _info(args.directory, a), _info(args.directory, b)
+        by_a, by_b = records.by_output(loaded_a), records.by_output(loaded_b)
+        argv = {o: (by_a[o].get("argv") or [], by_b[o].get("argv") or []) for o in by_a.keys() & by_b.keys()}
     except records.RecordsError as err:
         raise CliError(str(err)) from None
     if args.format == "json":
         print(json.dumps({"a": run_a, "b": run_b, "outputs": outputs}, indent=2))
     else:
-        print(render_diff(run_a, run_b, outputs, args.all))
+        print(render_diff(run_a, run_b, outputs, args.all, argv))
     return 1 if any(o["status"] != "same" for o in outputs) else 0
 
 

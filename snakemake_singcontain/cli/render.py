@@ -7,6 +7,7 @@ from collections import defaultdict
 from importlib import metadata
 
 from .. import __version__
+from ..report import THREADS
 from ..findings import ERROR, WARNING, Finding, group, has_errors, render
 from .run import PROG, findings_of, user_option
 
@@ -84,6 +85,9 @@ def _runtime_binary() -> str:
         major = 9
     return "singularity" if major < 9 else "apptainer"
 
+THREADS_NOTE = ("{threads}: each job's own thread count (its rule's threads:, as Snakemake gives it), passed so "
+                "into the cleaned environment")
+
 SETTING_ORDER = ("containment", "workdir", "tmp", "namespaces", "network", "cleanenv", "env", "auto_binds",
                  "writable_tmpfs", "gpu", "args")
 
@@ -119,6 +123,8 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
             origin += "; pid and ipc come with containall"
         if key == "cleanenv" and containall:
             origin += "; implied by containall"
+        if key == "network" and value == "host":
+            origin = "no net namespace: the host's network (the network key applies only with net)"
         rows.append([key, value, origin])
     return rows
 
@@ -126,12 +132,22 @@ def _settings_rows(rule: dict, words: list[str], cwd: str) -> list[list[str]]:
 def render_explain(job: dict, rule: dict, workdir: str, user_args: list[str], cwd: str) -> str:
     args = job.get("apptainer_args") or ""
     words = shlex.split(args) if not args.startswith("(") else []
-    parts = [f"job {job['job']} (rule {job['rule']}), image {job.get('image') or '(none: runs on the host)'}"]
+    on_host = rule.get("on_host")
+    if on_host:
+        parts = [f"job {job['job']} (rule {job['rule']}) runs on the host, not in a container: {on_host}"]
+    elif rule.get("containment") == "none":
+        parts = [f"job {job['job']} (rule {job['rule']}), image {job['image']}, without --contain (containment: none): "
+                 "it sees the host's /tmp, /var/tmp and /dev besides the binds"]
+    else:
+        parts = [f"job {job['job']} (rule {job['rule']}), image {job['image']}"]
     parts.append(table(["setting", "value", "set by"], _settings_rows(rule, words, cwd), "  "))
-    binds = [[workdir, workdir, "rw", "Snakemake --home (the working directory)"]]
-    binds += [[b["src"], b["dst"], b["mode"], short_origin(b.get("origin"), cwd)] for b in job.get("binds", [])]
-    parts.append("binds, in mount order:\n" + table(["host", "container", "mode", "set by"], binds, "  "))
-    if job.get("image") and args.startswith("("):  # "(not expressible: …)", also reported as SC206
+    if not on_host:
+        binds = [[workdir, workdir, "rw", "Snakemake --home (the working directory)"]]
+        binds += [[b["src"], b["dst"], b["mode"], short_origin(b.get("origin"), cwd)] for b in job.get("binds", [])]
+        parts.append("binds, in mount order:\n" + table(["host", "container", "mode", "set by"], binds, "  "))
+    if on_host:
+        parts.append("command: none; the job runs on the host, not in a container")
+    elif job.get("image") and args.startswith("("):  # "(not expressible: …)", also reported as SC206
         parts.append(f"command: none, the binds {args[1:-1]}")
     elif job.get("image"):
         # Snakemake's own: `<runtime> exec --home CWD <singularity_args> IMAGE bash -c '…'`, where the bridge puts
@@ -140,7 +156,7 @@ def render_explain(job: dict, rule: dict, workdir: str, user_args: list[str], cw
         words = [_runtime_binary(), "exec", "--home", workdir, *words, *(shlex.split(extra) if extra else []),
                  job["image"], "bash", "-c"]
         parts.append("command, as Snakemake starts the job (the rule's shell command in '…'):\n  "
-                     + shlex.join(words) + " '…'")
+                     + shlex.join(words) + " '…'" + (f"\n  {THREADS_NOTE}" if THREADS in args else ""))
     return "\n\n".join(parts)
 
 
@@ -182,6 +198,8 @@ def render_markdown(audit: dict, user_args: list[str]) -> str:
         label = f"{j['job']} (and {more} more with the same flags)" if more else j["job"]
         cells = [label, r.get("containment", "?"), ", ".join(r.get("namespaces") or []) or "-"]
         out.append("| " + " | ".join([*map(_md, cells), binds, _md_code(j.get("apptainer_args"))]) + " |")
+    if any(THREADS in (j.get("apptainer_args") or "") for j in jobs):
+        out += ["", THREADS_NOTE.replace("{threads}", "`{threads}`")]
     if findings:
         out += ["", "## Findings", "", "```text", render_findings_by_rule(findings), "```"]
     out += ["", "## Where each setting comes from", ""]

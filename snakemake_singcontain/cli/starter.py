@@ -1,6 +1,7 @@
 """The commented starter policy that `singcontain init` writes."""
 
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ STARTER_HEAD = """\
 # Load it in one of two ways:
 #   - in the Snakefile:  from snakemake_singcontain import contain
 #                        contain(workflow, "{from_snakefile}")
-#   - without touching the Snakefile, from the Snakefile's folder:
-#         SINGCONTAIN_POLICY={from_snakefile} snakemake --sdm apptainer …
-#         singcontain check --policy {from_snakefile}      (also explain, report)
+#   - without touching the Snakefile, from the folder where `singcontain init` ran (a relative
+#     SINGCONTAIN_POLICY is taken from the folder where the command is typed):
+#         {run_command}
+#         {check_command}      (also explain, report)
 # Editor completion: `singcontain schema > containment.schema.json` beside this file, then make this the
 # first line:  # yaml-language-server: $schema=containment.schema.json
 version: 1
@@ -98,6 +100,15 @@ def list_rules(user_args: list[str]) -> Listing:
     return listing
 
 
-def starter_policy(rules: list[str], from_snakefile: str) -> str:
-    text = STARTER_HEAD.format(from_snakefile=from_snakefile)
+def commands(policy: str, user_args: list[str]) -> tuple[str, str]:
+    """How to run under the policy without contain(), from the folder where init ran: the same words in the
+    starter's header and in init's message."""
+    given = shlex.join(user_args) + " " if user_args else ""
+    return (f"SINGCONTAIN_POLICY={shlex.quote(policy)} snakemake {given}--sdm apptainer …",
+            f"{PROG} check --policy {shlex.quote(policy)} {given}--sdm apptainer")
+
+
+def starter_policy(rules: list[str], from_snakefile: str, policy: str, user_args: list[str]) -> str:
+    run_command, check_command = commands(policy, user_args)
+    text = STARTER_HEAD.format(from_snakefile=from_snakefile, run_command=run_command, check_command=check_command)
     return text + "".join(f"  # {name}: {{}}\n" for name in rules)

@@ -17,11 +17,20 @@ MAX_NESTING = 8
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
-    value, _ = _expand(text, 0, env, depth=0, used=True)
+    value, _ = _expand(text, 0, env, depth=0, used=True, defaulted=[])
     return value
 
 
-def _expand(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool) -> tuple[str, int]:
+def defaulted(text: str, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The variables of `text` that are unset (or empty) and whose default was taken, outermost first:
+    `${CVMFS_ROOT:-/cvmfs}` without CVMFS_ROOT -> ("CVMFS_ROOT",). Messages about the result name them."""
+    names: list[str] = []
+    _expand(text, 0, env, depth=0, used=True, defaulted=names)
+    return tuple(dict.fromkeys(names))
+
+
+def _expand(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool,
+            defaulted: list[str]) -> tuple[str, int]:
     """`used` is False while reading a default that is not taken: it is parsed, but an unset variable
     inside it is no error (as in the shell)."""
     if depth > MAX_NESTING:
@@ -39,7 +48,7 @@ def _expand(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool)
             out.append("$")
             pos += 2
         elif text.startswith("${", pos):
-            value, pos = _variable(text, pos + 2, env, depth, used)
+            value, pos = _variable(text, pos + 2, env, depth, used, defaulted)
             out.append(value)
         else:
             raise BadSyntax(f"a lone '$' at character {pos + 1}; write ${{NAME}} for a variable or $$ for a '$'")
@@ -48,7 +57,8 @@ def _expand(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool)
     return "".join(out), pos
 
 
-def _variable(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool) -> tuple[str, int]:
+def _variable(text: str, pos: int, env: Mapping[str, str], depth: int, used: bool,
+              defaulted: list[str]) -> tuple[str, int]:
     start = pos
     while pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
         pos += 1
@@ -57,7 +67,9 @@ def _variable(text: str, pos: int, env: Mapping[str, str], depth: int, used: boo
         raise BadSyntax(f"'${{{text[start:pos + 1]}' does not start a variable name")
     if text.startswith(":-", pos):
         value = env.get(name)
-        default, pos = _expand(text, pos + 2, env, depth + 1, used and not value)
+        if used and not value:
+            defaulted.append(name)
+        default, pos = _expand(text, pos + 2, env, depth + 1, used and not value, defaulted)
         value = value or default
     elif text.startswith("}", pos):
         if name not in env and used:

@@ -5,10 +5,11 @@ import os
 import posixpath
 import stat
 from collections.abc import Mapping
+from dataclasses import replace
 
 from ..errors import PolicyError
 from ..paths import clean
-from .expand import BadSyntax, UnsetVariable, expand
+from .expand import BadSyntax, UnsetVariable, defaulted, expand
 from .model import CONTAINMENTS, MODES, NAMESPACES, AutoBinds, Bind, Floor, Layer, Origin, Policy, Site
 from .yaml_lines import MAX_BYTES, load_with_lines
 
@@ -28,26 +29,67 @@ def load_policy(path: str | os.PathLike, env: Mapping[str, str] | None = None) -
     return _Reader(file, lines, env, os.path.dirname(os.path.abspath(file))).policy(data)
 
 
-def load_site(path: str, env: Mapping[str, str] | None = None) -> Site:
-    """A site's own file (an admin's): presets, protected paths and a floor no workflow policy goes below."""
-    data, lines = _read(path)
-    env = os.environ if env is None else env
-    return _Reader(f"site file {path}", lines, env, os.path.dirname(os.path.abspath(path))).site(data)
+# How a site file was chosen, told with each of its mistakes, and whom to ask.
+ADMIN_SITE = "the admin's site file, read on every run", "ask its owner (the machine's admin) to correct it"
+NAMED_SITE = "the site file SINGCONTAIN_SITE names", "correct it, or unset SINGCONTAIN_SITE"
 
 
-def _read(file: str):
+def load_site(path: str, env: Mapping[str, str] | None = None, chosen: tuple[str, str] = NAMED_SITE) -> Site:
+    """A site's own file: presets, protected paths and a floor no workflow policy goes below. `chosen`: how it
+    was found (ADMIN_SITE or NAMED_SITE) and whom a mistake in it concerns."""
+    how, ask = chosen
+    try:
+        data, lines = _read(path, f"{how} ({path})", ask)
+        env = os.environ if env is None else env
+        return _Reader(f"site file {path}", lines, env, os.path.dirname(os.path.abspath(path))).site(data)
+    except PolicyError as err:
+        if err.message.startswith("cannot read"):
+            raise
+        raise PolicyError(f"{err.message} (in {how})", file=err.file, line=err.line, fix=f"{err.fix}; {ask}") from None
+
+
+def load_site_layers(admin_file: str, named: str | None, env: Mapping[str, str] | None = None) -> Site | None:
+    """The admin's file (where it exists) always applies; a second file (a group's, named by SINGCONTAIN_SITE)
+    on top may add presets, protected paths and a stricter floor, never lower or replace the admin's."""
+    admin = load_site(admin_file, env, ADMIN_SITE) if os.path.lexists(admin_file) else None
+    if not named or (admin and os.path.realpath(named) == os.path.realpath(admin_file)):
+        return admin
+    group = load_site(named, env, NAMED_SITE)
+    if admin is None:
+        return group
+    for name, preset in group.presets.items():
+        if name in admin.presets:
+            raise PolicyError(f"preset {name!r} is already defined by the admin's site file {admin_file} (in "
+                              f"{NAMED_SITE[0]})", file=preset.origin.file, line=preset.origin.line,
+                              fix="give the preset another name: this file may add presets, not change the admin's")
+    protected = admin.protected + tuple(p for p in group.protected if p not in admin.protected)
+    return Site(f"{admin.file} and {group.file}", {**admin.presets, **group.presets}, protected,
+                stricter_floor(admin.floor, group.floor))
+
+
+def stricter_floor(a: Floor | None, b: Floor | None) -> Floor | None:
+    """Both floors at once: the stricter containment, every namespace and never-writable path of either."""
+    if a is None or b is None:
+        return a or b
+    return Floor(max(a.containment, b.containment, key=CONTAINMENTS.index),
+                 tuple(dict.fromkeys(a.namespaces + b.namespaces)),
+                 tuple(dict.fromkeys(a.never_writable + b.never_writable)), plugin=f"{a.plugin} and {b.plugin}")
+
+
+def _read(file: str, what: str = "the policy file", fix: str = "check the path given to contain(), --policy or "
+          "SINGCONTAIN_POLICY"):
     try:
         # A FIFO or device would hang the read, a huge file exhaust memory: only a regular, policy-sized file.
         with open(file, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
-                what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
-                raise PolicyError(f"the policy file is {what}; a policy is a regular file of at most {MAX_BYTES} bytes",
-                                  file=file, fix="point contain() at the policy file itself")
+                kind = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+                raise PolicyError(f"cannot read {what}: it is {kind}; a policy is a regular file of at most "
+                                  f"{MAX_BYTES} bytes", file=file, fix=fix if what != "the policy file" else
+                                  "point contain() at the policy file itself")
             raw = f.read(MAX_BYTES + 1)
     except OSError as err:
-        raise PolicyError(f"cannot read the policy file: {err.strerror}", file=file,
-                          fix="check the path given to contain(), --policy or SINGCONTAIN_POLICY") from None
+        raise PolicyError(f"cannot read {what}: {err.strerror}", file=file, fix=fix) from None
     return load_with_lines(raw, file)
 
 
@@ -83,6 +125,8 @@ class _Reader:
             image = self.text(image, ("image",))
         presets = self.mapping(data.get("presets", {}), ("presets",))
         rules = self.mapping(data.get("rules", {}), ("rules",))
+        for section, entries in (("presets", presets), ("rules", rules)):
+            self.misplaced_settings(section, entries)
         rerun = self.boolean(data.get("rerun_on_change", False), ("rerun_on_change",))
         return Policy(
             file=self.file, version=1, runtime=runtime, image=image, rerun_on_change=rerun,
@@ -117,6 +161,17 @@ class _Reader:
             floor = Floor(containment, namespaces, never, plugin=f"{self.file}:{self.lines.get(('floor',))}")
         return Site(self.file, {name: self.layer(value, ("presets", name), f"preset {name}")
                                 for name, value in presets.items()}, protected, floor)
+
+    def misplaced_settings(self, section: str, entries: dict):
+        """`binds:` (or another setting) one level too shallow under presets: or rules:, where a name is
+        expected: the YAML reads it as a preset or rule of that name. Told as the slip it is."""
+        for name, value in entries.items():
+            if name in LAYER_KEYS and not isinstance(value, dict):
+                kind = "preset" if section == "presets" else "rule"
+                self.fail((section, name), f"'{name}:' under '{section}:' is read as a {kind} named {name!r}: "
+                          f"a setting where a {kind}'s name belongs",
+                          f"indent '{name}:' under the {kind} it belongs to ({section}: {{NAME: {{{name}: …}}}}), "
+                          f"or, for every rule, move it under 'defaults:'")
 
     def known_keys(self, data: dict, path: tuple, allowed: tuple, where: str):
         for key in data:
@@ -255,14 +310,14 @@ class _Reader:
                           f"write :{parts[-1].lower()} (a mode is ro or rw, lower case)")
             if len(parts) > 2 or not all(parts):
                 self.fail(path, f"bad bind {item!r}", "write SRC[:DST][:ro|rw], or the long form {src: ..., dst: ..., mode: ro} for a path with ':'")
-            src = self.text(parts[0], path)
+            src, written = self.text(parts[0], path), parts[0]
             dst, required = (self.text(parts[1], path) if len(parts) == 2 else None), True
         else:
             item = self.mapping(item, path)
             self.known_keys(item, path, BIND_KEYS, "a bind")
             if "src" not in item:
                 self.fail(path, "a bind needs 'src'", "write {src: /host/path, dst: /container/path, mode: ro}")
-            src = self.text(item["src"], path + ("src",))
+            src, written = self.text(item["src"], path + ("src",)), item["src"]
             dst = self.text(item["dst"], path + ("dst",)) if "dst" in item else None
             mode = item.get("mode", "ro")
             if mode not in MODES:
@@ -271,7 +326,7 @@ class _Reader:
         if not src.startswith("/"):
             # Every message about this bind (SC301 "does not exist", SC306 …) shows its origin: say there what
             # the relative source was taken relative to.
-            origin = Origin(f"{label}, source {src!r} relative to {self.base_dir} (the policy's folder)",
+            origin = Origin(f"{label}, source {src!r} relative to {self.base_dir}, the policy's folder",
                             self.file, origin.line)
         src = clean(posixpath.join(self.base_dir, src))  # relative to the policy's folder
         dst = dst or src
@@ -280,6 +335,7 @@ class _Reader:
             self.fail(path, f"bind destination {dst!r} is not absolute",
                       "write a destination starting with '/'" + (" (after SRC, ':' is followed by a destination or a "
                                                                   "mode, ro or rw in lower case)" if short else ""))
+        origin = replace(origin, defaulted=defaulted(written, self.env))
         return Bind(src=src, dst=clean(dst), mode=mode, required=required, origin=origin)
 
 

@@ -15,6 +15,12 @@ class Origin:
     layer: str
     file: str
     line: int | None = None
+    # Of a bind: the unset variables whose default its source took (`${CVMFS_ROOT:-/cvmfs}`), for the message
+    # about a missing source. Not part of the setting (a digest of settings leaves origins out).
+    defaulted: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "defaulted", tuple(self.defaulted))  # a list, read back from JSON (seal.py)
 
     def __str__(self) -> str:
         return f"{self.layer} ({self.file}:{self.line})" if self.line else f"{self.layer} ({self.file})"

@@ -7,7 +7,7 @@ applied once, at its first place. Merging, layer by layer:
 - scalars (containment, network, cleanenv, writable_tmpfs, gpu, workdir, scratch, auto_binds): the later layer wins;
 - binds: accumulate; a later bind to the same destination replaces the earlier one; "-/dst" drops the
   bind of that destination inherited so far (from defaults or a preset);
-- use: "-name" drops a preset that an earlier layer (defaults) uses;
+- use: "-name" drops a preset that an earlier layer (defaults) uses, and every preset it brought;
 - namespaces, env: accumulate; an entry "-name" removes an inherited name;
 - protected, args: accumulate (a protected path can never be removed by a later layer).
 """
@@ -73,12 +73,23 @@ def _expand_use(layer: Layer, presets: Mapping[str, Layer], chain: tuple[str, ..
 
 def layers_for(policy: Policy, rule: str, presets: Mapping[str, Layer], adjustments: Sequence[Layer] = ()) -> list[Layer]:
     own = matching_layers(policy, rule)
+    # The presets the layers name, in order; "-name" takes back a name an earlier layer gave, and with it
+    # every preset it brought through its own `use` (unless a layer names that one itself).
+    named: list[tuple[str, Layer]] = []
+    dropped: set[str] = set()
+    for layer in [policy.defaults, *own]:
+        for name in layer.use:
+            if name.startswith("-"):
+                named = [(n, by) for n, by in named if n != name[1:]]
+                dropped.add(name[1:])
+            elif name not in (n for n, _ in named):
+                named.append((name, layer))
+                dropped.discard(name)
     expanded: dict[str, list[str]] = {}
     used: list[str] = []
-    for layer in [policy.defaults, *own]:
-        used += [n for n in _expand_use(layer, presets, (), expanded) if n not in used]
-        dropped = {name[1:] for name in layer.use if name.startswith("-")}
-        used = [n for n in used if n not in dropped]
+    for name, layer in named:
+        brought = _expand_use(Layer(layer.origin, use=(name,), key_lines=layer.key_lines), presets, (), expanded)
+        used += [n for n in brought if n not in used and n not in dropped]
     return [BUILTIN, policy.defaults, *(presets[n] for n in used), *own, *adjustments]
 
 

@@ -143,7 +143,10 @@ def test_explain_a_job(image, clean):
     assert re.search(r"^  workdir +ro +built-in$", run.output, re.M), run
     command = next(line.strip() for line in run.output.splitlines() if " exec --home " in line)
     # The workdir read-only after the binds of its parents, only the log's folder in it writable.
-    assert re.fullmatch(rf"(apptainer|singularity) exec --home {work} --containall --bind {site}:/site:ro "
+    # containall cleans the environment: the job's own thread counts cross it, shown as {threads}.
+    threads = "".join(f" --env '{name}_THREADS={{threads}}'" for name in
+                      ("OMP_NUM", "GOTO_NUM", "OPENBLAS_NUM", "MKL_NUM", "VECLIB_MAXIMUM", "NUMEXPR_NUM"))
+    assert re.fullmatch(rf"(apptainer|singularity) exec --home {work} --containall{re.escape(threads)} --bind {site}:/site:ro "
                         rf"--bind {scratch}:{scratch}:rw --bind {work}:{work}:ro --bind {work}/logs:{work}/logs:rw"
                         rf"{snakemakes_own_binds()} {image} bash -c '…'", command), run
 
@@ -160,7 +163,7 @@ def test_explain_a_job(image, clean):
     run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=b", *config(image, scratch))
     assert run.returncode == 0 and "job simulate_mc[sample=b] (rule simulate_mc)" in run.output, run
     run = singcontain(work, "explain", "simulate_mc", "--wildcards", "sample=zz", *config(image, scratch))
-    assert run.returncode == 2 and "no job of rule simulate_mc with wildcards {'sample': 'zz'}" in run.output, run
+    assert run.returncode == 2 and "no job of rule simulate_mc has sample=zz (2 jobs in this DAG)" in run.output, run
 
 
 def test_init_writes_a_starter_and_never_overwrites(image):
@@ -208,7 +211,9 @@ def test_report_lists_every_job(image, clean):
             if line.startswith("| ") and not line.startswith("| Job ")]
     assert sorted(jobs) == ["plot", "simulate_mc[sample=a]", "simulate_mc[sample=b]"], text
     assert "| simulate_mc[sample=a] | containall | pid, ipc |" in text
-    assert "`--containall --bind" in text and "`--pid --bind" in text
+    # containall cleans the environment: each job's thread counts cross it (the run passes the job's number).
+    assert "`--containall --env 'OMP_NUM_THREADS={threads}'" in text and "`--pid --bind" in text
+    assert "`{threads}`: each job's own thread count" in text
 
 
 def test_schema_and_module_entry_point(clean):

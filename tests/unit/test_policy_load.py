@@ -353,7 +353,7 @@ def test_a_relative_sources_finding_says_what_it_was_relative_to(site):
     config = site.path("config")
     told = render_findings(missing)
     assert f"{config}/refdata does not exist" in told
-    assert f"'refdata' relative to {config} (the policy's folder)" in told and "containment.yaml:4" in told
+    assert f"'refdata' relative to {config}, the policy's folder" in told and "containment.yaml:4" in told
 
 
 @pytest.mark.parametrize("text, line, meant", [

@@ -680,9 +680,14 @@ class _Bridge:
             from snakemake.logging import logger
 
             # One line that says the policy is in force (a run without it would look the same).
+            digest = records.sha256(self.policy_file)[:12]
+            if not jobs:
+                logger.info(f"{PREFIX}: no job to run in a container, nothing to check (policy {self.policy_file}, "
+                            f"sha256 {digest})")
+                return
             counted = f"{len(jobs)} job{'s' * (len(jobs) != 1)} of {len(rules)} rule{'s' * (len(rules) != 1)}"
             logger.info(f"{PREFIX}: {counted} checked against {self.policy_file} "
-                        f"(sha256 {records.sha256(self.policy_file)[:12]}); every job runs with its rule's flags")
+                        f"(sha256 {digest}); every job runs with its rule's flags")
 
     def _symlinked(self, path: str) -> str | None:
         """Where an input that is a symlink leads; asked once per path (jobs share their reference files)."""

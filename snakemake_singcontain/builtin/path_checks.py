@@ -75,7 +75,7 @@ PROBLEMS = {  # plan problem kind -> code, what it is, the fix
     "input": ("SC401", "input {path} is not visible in the container: {why}",
               "bind its folder (binds:) or enable auto_binds.inputs"),
     "output": ("SC402", "output {path} is not writable in the container: {why}",
-               "write it elsewhere, or bind its folder writable (mode: rw)"),
+               "write it elsewhere, or bind its folder writable (`:rw` after the bind, or `mode: rw` in the long form)"),
     "symlink": ("SC403", "input {path} is a symlink: {why}",
                 "bind the target's folder read-only, or copy the file into the workflow"),
     "workdir": ("SC406", "output {path} cannot be written: {why}", "write it into a folder of its own (e.g. results/)"),

@@ -1,0 +1,97 @@
+"""The probe in the real Apptainer, as the ordinary test user: what a site changes behind the checks' back (a
+wrapper script that adds a bind, a runtime whose configuration drops the PID namespace, an image without
+bash) is found where it is, and the same job line without the change shows nothing."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import as_user, chown_tree, owned_dir
+
+pytestmark = pytest.mark.apptainer
+
+# A contained job with its own PID namespace, a cleaned environment and the workdir read-only (as the plan of
+# a `contain` rule with `namespaces: [pid]` and `cleanenv: true` binds it).
+PROBE = """
+import json, os, sys
+from snakemake_singcontain.attest import Expectation, PlannedMount, compare, probe
+from snakemake_singcontain.runtime import detect
+workdir = os.getcwd()
+flags = ["--contain", "--pid", "--cleanenv", "--bind", f"{workdir}:{workdir}:ro"]
+plan = Expectation("align", workdir, (PlannedMount(workdir, workdir, "ro"),), namespaces=("pid",), contained=True,
+                   cleanenv=True)
+seen = [probe("apptainer", sys.argv[1], flags, workdir) for _ in range(int(sys.argv[2]))]
+findings = compare(seen[0], plan, detect())
+print(json.dumps({"attestation": seen[0].to_json(), "digests": [a.digest for a in seen],
+                  "findings": [{"code": f.code, "severity": f.severity, "message": f.message, "fix": f.fix}
+                               for f in findings]}))
+"""
+
+
+def attest(image, bin_dir=None, times=1) -> dict:
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"} if bin_dir else {}
+    run = as_user([sys.executable, "-c", PROBE, image, str(times)], cwd=owned_dir("singcontain-attest-"), env=env)
+    assert run.returncode == 0, run
+    return json.loads(run.output.strip().splitlines()[-1])
+
+
+def the(seen: dict, code: str) -> dict:
+    hits = [f for f in seen["findings"] if f["code"] == code]
+    assert len(hits) == 1, seen["findings"]
+    return hits[0]
+
+
+def test_control_the_planned_job_line_shows_nothing_else_and_attests_the_same_twice(image):
+    seen = attest(image, times=2)
+    assert seen["findings"] == []
+    a = seen["attestation"]
+    assert a["namespaces"]["pid"] == "own" and a["namespaces"]["net"] == "host" and a["tmp"] == "runtime"
+    assert "SINGCONTAIN_PROBE_HOST_ONLY" not in a["env"] and "PATH" in a["env"]
+    assert seen["digests"][0] == seen["digests"][1]  # two container starts, one attestation
+
+
+def test_a_wrapper_that_adds_a_bind_is_found(image):
+    folder = owned_dir("singcontain-site-folder-")
+    wrapper = owned_dir("singcontain-wrapper-")
+    real = os.path.realpath(os.popen("command -v apptainer").read().strip())
+    (wrapper / "apptainer").write_text(f"""#!/bin/sh
+# a site's wrapper: every container gets the site's folder
+if [ "$1" = exec ]; then shift; exec {real} exec --bind {folder} "$@"; fi
+exec {real} "$@"
+""")
+    (wrapper / "apptainer").chmod(0o755)
+    chown_tree(wrapper)
+    seen = attest(image, bin_dir=wrapper)
+    mounted = {m["dst"]: m for m in seen["attestation"]["mounts"]}
+    assert mounted[str(folder)]["source"] == str(folder) and mounted[str(folder)]["mode"] == "rw"
+    found = the(seen, "SC601")
+    assert found["severity"] == "error" and str(folder) in found["message"] and "wrapper" in found["message"]
+    assert f"{wrapper}/apptainer" in found["fix"] and "site admin" in found["fix"]
+    assert [f["code"] for f in seen["findings"]] == ["SC601"]
+
+
+def test_a_runtime_configured_without_pid_namespaces_is_found(image, runtime_with_conf):
+    seen = attest(image, bin_dir=runtime_with_conf({"allow pid ns": "no"}))
+    assert seen["attestation"]["namespaces"]["pid"] == "host"
+    found = the(seen, "SC603")
+    assert found["severity"] == "error" and "allow pid ns = no" in found["message"] and "apptainer.conf" in found["fix"]
+    assert [f["code"] for f in seen["findings"]] == ["SC603"]
+
+
+def test_an_image_without_bash_is_the_images_fault():
+    sandbox = owned_dir("singcontain-nobash-")
+    (sandbox / "bin").mkdir()
+    for name in ("tmp", "proc", "sys", "dev", "etc", "root", "home"):
+        (sandbox / name).mkdir()
+    (sandbox / "bin" / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    (sandbox / "bin" / "busybox").chmod(0o755)
+    for applet in ("sh", "cat", "readlink", "id", "env", "true"):
+        (sandbox / "bin" / applet).symlink_to("busybox")
+    chown_tree(sandbox)
+    seen = attest(str(sandbox))
+    assert seen["attestation"]["fault"] == "image"
+    found = the(seen, "SC606")
+    assert found["severity"] == "error" and "has no `bash`" in found["message"] and str(sandbox) in found["message"]

@@ -80,8 +80,9 @@ RUNTIME_VARIABLES = frozenset({"HOME", "LANG", "PATH", "PWD", "TERM", "LD_LIBRAR
                                "SHLVL", "_"})
 RUNTIME_PREFIXES = ("APPTAINER_", "SINGULARITY_")
 # What Apptainer mounts in every container, contained or not (measured, 1.4.5): its own /proc, /sys and /dev
-# (with the host's device nodes), the files of the stock `bind path` entries and those it writes itself.
-RUNTIME_TREES = ("/proc", "/sys", "/dev")
+# (with the host's device nodes), the files of the stock `bind path` entries and those it writes itself;
+# /.singularity.d is its own folder (where --nv binds the host's driver libraries).
+RUNTIME_TREES = ("/proc", "/sys", "/dev", "/.singularity.d")
 RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/localtime", "/etc/resolv.conf", "/etc/passwd", "/etc/group",
                            "/etc/hostname"})
 KERNEL_FILESYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "devtmpfs", "overlay",
@@ -425,7 +426,8 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
                                     "again writable; until then do not run this rule here"))
     for planned in expected.mounts:
         seen = attestation.mount_at(planned.dst)
-        if seen is None or seen.source is None or not _shows(planned, planned.dst, seen.source):
+        shown = seen and seen.source and posixpath.normpath(posixpath.join(seen.source, posixpath.relpath(planned.dst, seen.dst)))
+        if not shown or not _shows(planned, planned.dst, shown):
             findings.append(finding("SC605", NOTE, f"the plan binds {planned.src} at {planned.dst}, which the job's "
                                     "container does not show", "the job fails if it needs it: ask the site admin "
                                     "whether user binds are allowed (`user bind control`)"))

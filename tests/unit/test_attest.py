@@ -109,6 +109,16 @@ def test_uncontained_the_hosts_tmp_is_the_runtimes_default():
     assert compare(attest(stdout), plan) == []
 
 
+def test_a_planned_folder_shown_through_a_mount_above_it_is_shown():
+    # Without --contain the host's /tmp is mounted after --home and hides it; a workdir under /tmp is still the
+    # host's own folder there.
+    workdir = "/tmp/work"
+    mounts = (RUNTIME_OWN.replace("129 95 0:40 /tmp /tmp", "129 95 254:0 /tmp /tmp")
+              .replace("254:1 /alice/work /home/alice/work", "254:0 /tmp/work /tmp/work"))
+    plan = Expectation("align", workdir, (PlannedMount(workdir, workdir, "rw"),))
+    assert compare(attest(output(mounts, env=("HOME", CANARY), ns={"pid": HOST_NS["pid"]})), plan) == []
+
+
 def test_a_bind_writable_that_the_plan_has_read_only_is_an_error():
     writable = PLANNED.replace("/cvmfs ro,nosuid", "/cvmfs rw,nosuid")
     expect(compare(attest(output(RUNTIME_OWN + writable)), PLAN), "SC602", ERROR, "align", "/cvmfs", "read-only")

@@ -95,3 +95,39 @@ def test_an_image_without_bash_is_the_images_fault():
     assert seen["attestation"]["fault"] == "image"
     found = the(seen, "SC606")
     assert found["severity"] == "error" and "has no `bash`" in found["message"] and str(sandbox) in found["message"]
+
+
+# A real plan: the checker's job plan, its exact flags (argv.apptainer_args) and its expectation.
+PLAN_PROBE = """
+import json, os, sys
+from snakemake_singcontain.argv import apptainer_args
+from snakemake_singcontain.attest import compare, expectation, probe
+from snakemake_singcontain.checker import Checker
+from snakemake_singcontain.plan import JobSpec
+from snakemake_singcontain.plugins import plugin_manager
+from snakemake_singcontain.policy import load_policy
+from snakemake_singcontain.runtime import detect
+workdir, runtime = os.getcwd(), detect()
+checker = Checker(load_policy("containment.yaml", env=os.environ), runtime, plugin_manager(), workdir=workdir,
+                  rule_kinds={"align": "shell"}, environ=os.environ)
+plan = checker.job_plan(JobSpec("align", ("data/x.txt",), ("results/y.txt",), image=sys.argv[1]))
+seen = probe(runtime.binary, sys.argv[1], apptainer_args(plan, runtime, os.environ), workdir)
+print(json.dumps([f.code + " " + f.message for f in compare(seen, expectation(plan), runtime)]))
+"""
+
+
+@pytest.mark.parametrize("policy", [
+    "{containment: none}",
+    "{containment: contain, namespaces: [pid], cleanenv: true, env: [LANG], binds: [/usr/share:/usr/share:ro]}",
+    "{containment: containall, namespaces: [net, uts]}",
+])
+def test_a_real_plans_own_command_line_attests_clean(image, policy):
+    work = owned_dir("singcontain-attest-plan-")
+    (work / "data").mkdir()
+    (work / "data" / "x.txt").write_text("x\n")
+    (work / "results").mkdir()
+    (work / "containment.yaml").write_text(f"version: 1\ndefaults: {policy}\n")
+    chown_tree(work)
+    run = as_user([sys.executable, "-c", PLAN_PROBE, image], cwd=work)
+    assert run.returncode == 0, run
+    assert json.loads(run.output.strip().splitlines()[-1]) == [], run

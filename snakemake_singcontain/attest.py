@@ -41,14 +41,14 @@ SHELL = "bash"  # Snakemake starts every job as `bash -c '…'` inside the image
 NAMESPACES = ("pid", "ipc", "net", "uts", "user", "mnt")
 CANARY = "SINGCONTAIN_PROBE_HOST_ONLY"  # set only on the host: seen inside, the environment was not cleaned
 
-# Only sh, cat, readlink, id and env (a busybox image with bash has them); values of variables never leave
-# the container, only names. The image's own variables (Docker ENV, %environment) are listed apart, so a host
-# variable of the same name is not taken for a leak.
+# Only sh, readlink and env (a busybox image with bash has them) and the shell's own builtins: each program
+# started costs a fork and exec. Values of variables never leave the container, only names. The image's own
+# variables (Docker ENV, %environment) are listed apart, so a host variable of the same name is no leak.
 PROBE = r"""
 echo @ns
-for n in pid ipc net uts user mnt; do echo "$n $(readlink /proc/self/ns/$n)"; done
+for n in pid ipc net uts user mnt; do printf '%s ' "$n"; readlink "/proc/self/ns/$n" || echo; done
 echo @mountinfo
-cat /proc/self/mountinfo
+while IFS= read -r line; do echo "$line"; done < /proc/self/mountinfo
 echo @env
 env | while IFS= read -r line; do
   name=${line%%=*}
@@ -67,10 +67,11 @@ for f in /.singularity.d/env/10-docker2singularity.sh /.singularity.d/env/90-env
   done < "$f"
 done
 echo @user
-echo "uid $(id -u)"
-echo "gid $(id -g)"
+while read -r key real rest; do
+  case $key in Uid:) echo "uid $real" ;; Gid:) echo "gid $real" ;; esac
+done < /proc/self/status
 echo "home $HOME"
-echo "cwd $(pwd)"
+printf 'cwd '; pwd
 echo @end
 """
 
@@ -239,7 +240,7 @@ def _failure(returncode: int, stderr: str, image: str) -> tuple[str, str]:
     fatal = next((line for line in lines if "FATAL" in line), lines[-1] if lines else f"exit status {returncode}")
     # Apptainer 1.4.5: `FATAL:   "bash": executable file not found in $PATH`
     if re.search(rf'"?{SHELL}"?:? .*(not found|no such file)', fatal, re.I):
-        return f"the image {image} has no `{SHELL}`, which Snakemake starts every job with", "image"
+        return f"the image {image} has no `{SHELL}`, which Snakemake starts every job with: its jobs cannot start", "image"
     return fatal, "runtime"
 
 
@@ -281,12 +282,17 @@ def probe(runtime_binary: str, image: str, args: Sequence[str], workdir: str,
     except (OSError, subprocess.TimeoutExpired) as err:
         return Attestation(command, script, failure=f"{runtime_binary}: {err}", fault="runtime")
     warnings = tuple(line.strip() for line in done.stderr.splitlines() if "WARNING" in line and WEAKENED.search(line))
-    if done.returncode != 0 or "@end" not in done.stdout.splitlines():
-        if done.returncode == 0:  # bash ran, a command the probe needs is missing from the image
-            failure, fault = f"the image {image} lacks cat, readlink, id or env: {done.stderr.strip()[:200]}", "image"
-        else:
-            failure, fault = _failure(done.returncode, done.stderr, image)
+    if done.returncode != 0:
+        failure, fault = _failure(done.returncode, done.stderr, image)
         return Attestation(command, script, warnings=warnings, failure=failure, fault=fault)
+    sections = _sections(done.stdout)
+    # bash ran; without readlink or env inside, the probe would see no namespace or no variable at all
+    missing = [tool for tool, seen in (("readlink", [line for line in sections.get("ns", []) if ":[" in line]),
+                                       ("env", sections.get("env"))) if not seen]
+    if missing or "end" not in sections:
+        what = " and ".join(missing) or "what the probe needs"
+        return Attestation(command, script, warnings=warnings, fault="image",
+                           failure=f"the image {image} lacks {what}, so the probe cannot see what its jobs see")
     seen = observe(done.stdout, host_ns, host_mounts, [*environ, CANARY])
     return Attestation(command, script, warnings=warnings, **seen)
 
@@ -361,6 +367,10 @@ def _conf_binds(runtime: RuntimeInfo | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def _binary(attestation: Attestation) -> str:
+    return attestation.command[0] if attestation.command else "the runtime"
+
+
 def _who_mounts(mount: SeenMount, attestation: Attestation, runtime: RuntimeInfo | None) -> tuple[str, str]:
     """(why, fix) for a host folder nothing asked for: the configuration's bind path, a wrapper, or unknown."""
     for src, dst in _conf_binds(runtime):
@@ -368,7 +378,7 @@ def _who_mounts(mount: SeenMount, attestation: Attestation, runtime: RuntimeInfo
             return (f"the runtime's configuration {runtime.conf_file} binds it (`bind path = {src}`)",
                     f"ask the site admin why every container gets {src} (`bind path` in {runtime.conf_file}); if "
                     "this rule may see it, add it to the rule's binds (read-only)")
-    binary = attestation.command[0] if attestation.command else "the runtime"
+    binary = _binary(attestation)
     if attestation.runtime_script:
         return (f"`{binary}` is a script, not the runtime itself: a site wrapper that adds the bind",
                 f"ask the site admin why the wrapper `{binary}` binds {mount.source} into every container, or to "
@@ -384,8 +394,7 @@ def _why_shared(ns: str, attestation: Attestation, runtime: RuntimeInfo | None) 
     if runtime and not runtime.allows(key):
         return (f"the runtime's configuration {runtime.conf_file} says `{key} = no`",
                 f"ask the site admin to set `{key} = yes` in {runtime.conf_file}, or run this rule where it is allowed")
-    told = "; ".join(attestation.warnings)
-    binary = attestation.command[0] if attestation.command else "the runtime"
+    told, binary = "; ".join(attestation.warnings), _binary(attestation)
     if attestation.runtime_script:
         return (f"`{binary}` is a script, not the runtime itself: a site wrapper may drop the flag" +
                 (f" ({told})" if told else ""),
@@ -405,8 +414,8 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
     if attestation.failure:
         command = " ".join(attestation.command)
         if attestation.fault == "image":
-            return [finding("SC606", ERROR, f"{attestation.failure}: its jobs cannot start",
-                            f"use an image that has `{SHELL}` (and cat, readlink, id, env), or add a static bash to it")]
+            return [finding("SC606", ERROR, attestation.failure,
+                            f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")]
         return [finding("SC606", ERROR, f"starting the image with this rule's flags failed: {attestation.failure}",
                         f"run `{command} true` to see the runtime's message; ask the site admin, or change the rule's "
                         "policy")]
@@ -452,7 +461,7 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
             shown = ", ".join(n for n in leaked if n != CANARY) or "none but the probe's own test variable"
             findings.append(finding("SC604", ERROR, f"the plan cleans the job's environment, but host variables "
                                     f"reach its container: {shown}",
-                                    f"ask the site admin whether a wrapper `{attestation.command[0]}` or the runtime "
+                                    f"ask the site admin whether a wrapper `{_binary(attestation)}` or the runtime "
                                     "drops --cleanenv/--containall; a variable the job needs goes into the rule's env"))
     elif CANARY not in attestation.env:
         findings.append(finding("SC605", NOTE, "the job's container has a cleaned environment, which the plan does "

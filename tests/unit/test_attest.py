@@ -166,7 +166,7 @@ def test_stricter_than_planned_is_a_note():
 
 def test_an_image_without_bash_is_told_as_the_images_fault():
     failed = Attestation(("apptainer", "exec"), False, failure="the image /images/busybox.sif has no `bash`, which "
-                         "Snakemake starts every job with", fault="image")
+                         "Snakemake starts every job with: its jobs cannot start", fault="image")
     f = expect(compare(failed, PLAN), "SC606", ERROR, "align", "/images/busybox.sif", "bash")
     assert "image" in f.fix
 
@@ -195,7 +195,7 @@ def test_mountinfo_paths_with_spaces_and_optional_fields():
 def test_the_probe_uses_only_what_a_busybox_image_has():
     words = {w for line in PROBE.splitlines() for w in line.replace("$(", " ").replace(";", " ").split()}
     assert {"grep", "sed", "awk", "cut", "ls", "stat", "printenv"}.isdisjoint(words)
-    assert "$(readlink /proc/self/ns/$n)" in PROBE and "cat /proc/self/mountinfo" in PROBE
+    assert 'readlink "/proc/self/ns/$n"' in PROBE and "< /proc/self/mountinfo" in PROBE and "< /proc/self/status" in PROBE
 
 
 def test_a_plans_expectation(site):

@@ -240,7 +240,8 @@ def _failure(returncode: int, stderr: str, image: str) -> tuple[str, str]:
     fatal = next((line for line in lines if "FATAL" in line), lines[-1] if lines else f"exit status {returncode}")
     # Apptainer 1.4.5: `FATAL:   "bash": executable file not found in $PATH`
     if re.search(rf'"?{SHELL}"?:? .*(not found|no such file)', fatal, re.I):
-        return f"the image {image} has no `{SHELL}`, which Snakemake starts every job with: its jobs cannot start", "image"
+        return (f"the image {image} has no `{SHELL}`, which Snakemake starts every job with: its jobs cannot start",
+                "image")
     return fatal, "runtime"
 
 
@@ -256,7 +257,7 @@ def observe(stdout: str, host_ns: Mapping[str, str], host_mounts: Sequence[Mount
     env = sorted(set(sections.get("env", [])))
     image_env = set(sections.get("image-env", []))
     user = dict(line.split(" ", 1) for line in sections.get("user", []) if " " in line)
-    tmp_mount = max((m for m in mounts if under("/tmp", m.dst) and m.dst != "/"), key=lambda m: len(m.dst), default=None)
+    tmp_mount = next((m for m in mounts if m.dst == "/tmp"), None)  # else /tmp is the image's own folder
     tmp = "image" if tmp_mount is None else tmp_mount.source or "runtime"
     return {"namespaces": namespaces, "mounts": mounts, "env": tuple(env),
             "env_from_host": tuple(n for n in env if n in set(host_env) and n not in image_env),
@@ -435,7 +436,8 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
                                     "again writable; until then do not run this rule here"))
     for planned in expected.mounts:
         seen = attestation.mount_at(planned.dst)
-        shown = seen and seen.source and posixpath.normpath(posixpath.join(seen.source, posixpath.relpath(planned.dst, seen.dst)))
+        shown = seen and seen.source and posixpath.normpath(
+            posixpath.join(seen.source, posixpath.relpath(planned.dst, seen.dst)))
         if not shown or not _shows(planned, planned.dst, shown):
             findings.append(finding("SC605", NOTE, f"the plan binds {planned.src} at {planned.dst}, which the job's "
                                     "container does not show", "the job fails if it needs it: ask the site admin "
@@ -468,3 +470,34 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
                                 "not ask for", "list the variables the job needs in the rule's env, or ask the site "
                                 "admin what cleans it"))
     return findings
+
+
+# --- telling two attestations apart ----------------------------------------------------------------------
+
+def _shown(mount: SeenMount) -> str:
+    return f"{mount.source or 'its own ' + mount.fstype} ({mount.mode})"
+
+
+def changes(before: Attestation, after: Attestation) -> list[str]:
+    """What the container saw differently, in words (for `singcontain diff` of two records' attestations)."""
+    told = []
+    if before.failure != after.failure:
+        told.append(f"probe: {before.failure or 'looked'} -> {after.failure or 'looked'}")
+    told += [f"{ns} namespace: {before.namespaces.get(ns)} -> {after.namespaces.get(ns)}"
+             for ns in NAMESPACES if before.namespaces.get(ns) != after.namespaces.get(ns)]
+    a, b = {m.dst: m for m in before.mounts}, {m.dst: m for m in after.mounts}
+    for dst in sorted(a.keys() | b.keys()):
+        if a.get(dst) == b.get(dst):
+            continue
+        if dst not in a:
+            told.append(f"now shows {_shown(b[dst])} at {dst}")
+        elif dst not in b:
+            told.append(f"no longer shows {_shown(a[dst])} at {dst}")
+        else:
+            told.append(f"{dst}: {_shown(a[dst])} -> {_shown(b[dst])}")
+    added, removed = sorted(set(after.env) - set(before.env)), sorted(set(before.env) - set(after.env))
+    told += [f"variables now set: {', '.join(added)}"] if added else []
+    told += [f"variables no longer set: {', '.join(removed)}"] if removed else []
+    told += [f"{what}: {x} -> {y}" for what, x, y in (("/tmp", before.tmp, after.tmp), ("uid", before.uid, after.uid),
+             ("gid", before.gid, after.gid), ("home", before.home, after.home)) if x != y]
+    return told

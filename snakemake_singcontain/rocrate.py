@@ -56,8 +56,8 @@ class _Files:
         full = os.path.normpath(os.path.join(self.workdir, path))
         inside = os.path.relpath(full, self.crate_dir)
         entity_id = inside if not inside.startswith("..") else "file://" + full
-        self.entities.setdefault(entity_id, {"@id": entity_id, "@type": "File", "name": os.path.relpath(full, self.workdir)
-                                             if full.startswith(self.workdir + os.sep) else full})
+        name = os.path.relpath(full, self.workdir) if full.startswith(self.workdir + os.sep) else full
+        self.entities.setdefault(entity_id, {"@id": entity_id, "@type": "File", "name": name})
         return _ref(entity_id)
 
 
@@ -105,7 +105,8 @@ def crate(run: dict, jobs: list[dict], workdir: str, crate_dir: str, snakefile: 
         job_id, rule = f"#job-{i}", str(r.get("rule"))
         wildcards = ", ".join(f"{k}={v}" for k, v in (r.get("wildcards") or {}).items())
         action = {"@id": job_id, "@type": "CreateAction", "name": f"{rule}[{wildcards}]" if wildcards else rule,
-                  "instrument": _ref(f"#rule-{rule}"), "startTime": _time(r.get("start")), "endTime": _time(r.get("end")),
+                  "instrument": _ref(f"#rule-{rule}"),
+                  "startTime": _time(r.get("start")), "endTime": _time(r.get("end")),
                   "description": f"job of rule {rule} on {r.get('host') or 'an unknown host'}",
                   "actionStatus": STATUS[r.get("exit_status") == 0],
                   "object": [files.ref(p) for p in r.get("inputs") or ()],
@@ -126,7 +127,8 @@ def crate(run: dict, jobs: list[dict], workdir: str, crate_dir: str, snakefile: 
     outputs = sorted({f["@id"] for a in actions for f in a["result"]})
     run_action = {"@id": run_id, "@type": "CreateAction", "name": f"Snakemake run {run['run']}",
                   "instrument": _ref(snakefile), "startTime": _time(run.get("start")), "endTime": _time(run.get("end")),
-                  "description": f"the whole run, {run.get('status')}", "actionStatus": STATUS[run.get("status") == "finished"],
+                  "description": f"the whole run, {run.get('status')}",
+                  "actionStatus": STATUS[run.get("status") == "finished"],
                   "object": [_ref(i) for i in inputs], "result": [_ref(o) for o in outputs]}
     if run.get("status") != "finished":
         run_action["error"] = f"the run is {run.get('status')}"
@@ -169,7 +171,8 @@ def _compact(entity: dict) -> dict:
 
 
 def find_snakefile(workdir: str) -> str | None:
-    return next((os.path.join(workdir, name) for name in SNAKEFILES if os.path.isfile(os.path.join(workdir, name))), None)
+    found = (os.path.join(workdir, name) for name in SNAKEFILES)
+    return next((path for path in found if os.path.isfile(path)), None)
 
 
 def write(workdir: str, run: str, crate_dir: str, snakefile: str | None = None, license: str = LICENSE) -> str:

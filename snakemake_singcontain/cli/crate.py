@@ -21,7 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="the crate's folder: ro-crate-metadata.json and a copy of the Snakefile go there")
     p.add_argument("-d", "--directory", default=".", metavar="DIR", help="the workdir (default: the current folder)")
-    p.add_argument("--snakefile", metavar="FILE", help="the workflow (default: where Snakemake looks for it in the workdir)")
+    p.add_argument("--snakefile", metavar="FILE",
+                   help="the workflow (default: where Snakemake looks for it in the workdir)")
     p.add_argument("--license", default=rocrate.LICENSE, metavar="URL",
                    help=f"the crate's license (default: {rocrate.LICENSE})")
     return p

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sc_unit import codes, conf, expect, job, runtime
 
-from snakemake_singcontain.attest import (CANARY, CODES, PROBE, Attestation, Expectation, PlannedMount, compare,
-                                          expectation, observe, parse_mountinfo)
+from snakemake_singcontain.attest import (CANARY, CODES, PROBE, Attestation, Expectation, PlannedMount, changes,
+                                          compare, expectation, observe, parse_mountinfo)
 from snakemake_singcontain.findings import ERROR, NOTE
 
 W = "/home/alice/work"
@@ -131,13 +131,15 @@ def test_a_writable_folder_below_a_read_only_bind_is_an_error():
 
 
 def test_a_symlinked_bind_source_matches_where_it_leads():
-    plan = Expectation("align", W, (PlannedMount(W, W, "ro"), PlannedMount("/cvmfs-link", "/cvmfs", "ro", real="/cvmfs")),
-                       namespaces=("pid",), contained=True, cleanenv=True)
+    linked = PlannedMount("/cvmfs-link", "/cvmfs", "ro", real="/cvmfs")
+    plan = Expectation("align", W, (PlannedMount(W, W, "ro"), linked), namespaces=("pid",), contained=True,
+                       cleanenv=True)
     assert compare(attest(), plan) == []
 
 
 def test_a_namespace_asked_for_but_shared_is_an_error_naming_the_configuration():
-    a = attest(output(ns={"pid": HOST_NS["pid"]}), warnings=("WARNING: Not virtualizing pid namespace by configuration",))
+    warned = ("WARNING: Not virtualizing pid namespace by configuration",)
+    a = attest(output(ns={"pid": HOST_NS["pid"]}), warnings=warned)
     f = expect(compare(a, PLAN, runtime(conf=conf(allow_pid_ns="no"))), "SC603", ERROR, "align", "pid",
                "allow pid ns = no")
     assert "ask the site admin" in f.fix
@@ -195,7 +197,8 @@ def test_mountinfo_paths_with_spaces_and_optional_fields():
 def test_the_probe_uses_only_what_a_busybox_image_has():
     words = {w for line in PROBE.splitlines() for w in line.replace("$(", " ").replace(";", " ").split()}
     assert {"grep", "sed", "awk", "cut", "ls", "stat", "printenv"}.isdisjoint(words)
-    assert 'readlink "/proc/self/ns/$n"' in PROBE and "< /proc/self/mountinfo" in PROBE and "< /proc/self/status" in PROBE
+    assert 'readlink "/proc/self/ns/$n"' in PROBE
+    assert "< /proc/self/mountinfo" in PROBE and "< /proc/self/status" in PROBE
 
 
 def test_a_plans_expectation(site):
@@ -215,3 +218,14 @@ def test_a_plans_expectation(site):
 def test_every_code_is_documented_in_checks_md():
     text = (Path(__file__).resolve().parents[2] / "docs" / "checks.md").read_text()
     assert all(f"## {code} — " in text for code in CODES)
+
+
+def test_two_attestations_told_apart_in_words():
+    extra = "150 95 254:1 /shared/secrets /some/host/folder rw,relatime - ext4 /dev/vdb rw\n"
+    node = attest(output(RUNTIME_OWN + PLANNED + extra, ns={"pid": HOST_NS["pid"]},
+                         env=("HOME", "PATH", "SSH_AUTH_SOCK")))
+    assert changes(attest(), attest()) == []
+    assert changes(attest(), node) == [
+        "pid namespace: own -> host", "now shows /home/shared/secrets (rw) at /some/host/folder",
+        "variables now set: SSH_AUTH_SOCK",
+        "variables no longer set: APPTAINER_NAME, LANG, PWD, SHLVL, _"]

@@ -47,7 +47,8 @@ def test_each_job_is_an_action_with_its_files_times_status_image_and_containment
     jobs = [e for e in graph.values() if e["@type"] == "CreateAction" and e["@id"].startswith("#job-")]
     assert [j["name"] for j in jobs] == ["align[sample=s1]", "plot"]
     align, plot = jobs
-    assert align["object"] == {"@id": f"file://{work}/data/s1.fq"} and align["result"] == {"@id": f"file://{work}/results/s1.bam"}
+    assert align["object"] == {"@id": f"file://{work}/data/s1.fq"}
+    assert align["result"] == {"@id": f"file://{work}/results/s1.bam"}
     assert align["startTime"] == "2026-01-01T10:00:00+00:00" and align["endTime"] == "2026-01-01T10:00:02+00:00"
     assert align["actionStatus"] == "http://schema.org/CompletedActionStatus" and "error" not in align
     assert plot["actionStatus"] == "http://schema.org/FailedActionStatus" and plot["error"] == "exit status 1"
@@ -64,7 +65,8 @@ def test_the_run_the_workflow_and_its_rules(work, tmp_path):
     out = tmp_path / "crate"
     graph = export(work, out)
     root = graph["./"]
-    assert root["mainEntity"] == {"@id": "Snakefile"} and (out / "Snakefile").read_text() == (work / "Snakefile").read_text()
+    assert root["mainEntity"] == {"@id": "Snakefile"}
+    assert (out / "Snakefile").read_text() == (work / "Snakefile").read_text()
     run = graph["#run-20260101-100000-abcd"]
     assert run["actionStatus"] == "http://schema.org/FailedActionStatus"  # a job failed, the run ended with status 1
     assert run["object"] == {"@id": f"file://{work}/data/s1.fq"}  # the workflow's input: no job made it

@@ -8,7 +8,8 @@ Snakemake starts a job) and prints what the container sees; `probe()` reads the 
 process (its namespaces and mounts) and keeps what differs: an Attestation. `compare()` tells where it is
 weaker than the plan (an error) or stricter (a note), and who to ask when it is the site's doing.
 
-`probe()` is an edge (one container start); `compare()` and `expectation()` are pure.
+`probe()` is an edge (one container start); `expectation()` reads where bind sources lead; `compare()` and
+`changes()` are pure.
 """
 
 import hashlib
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from .argv import JOB_VARIABLES
 from .findings import ERROR, NOTE, Finding
 from .paths import under
-from .plan import JobPlan, RulePlan
+from .plan import JobPlan
 from .runtime import WEAKENED, RuntimeInfo
 
 CODES = {
@@ -322,18 +323,18 @@ class Expectation:
     job: str | None = None
 
 
-def expectation(plan: RulePlan | JobPlan) -> Expectation:
-    """A rule's plan (the flags of the smoke test: its policy binds) or a job's (its own binds as well)."""
-    rule = plan.rule if isinstance(plan, JobPlan) else plan
-    settings = rule.settings
+def expectation(plan: JobPlan) -> Expectation:
+    """What a job's plan expects its container to show; probe it with that plan's own flags
+    (argv.apptainer_args), which bind the workdir again in the rule's mode after Snakemake's --home."""
+    rule, settings = plan.rule, plan.rule.settings
     mounts = []
     for m in plan.mounts.values():
         src = posixpath.join(rule.workdir, m.src)
-        real = os.path.realpath(src)
+        real = os.path.realpath(src)  # read on the host that probes: Apptainer follows the same links
         mounts.append(PlannedMount(src, m.dst, m.mode, real if real != src else ""))
     return Expectation(rule.rule, rule.workdir, tuple(mounts), settings.effective_namespaces,
                        settings.containment != "none", settings.effective_cleanenv, (*settings.env, *JOB_VARIABLES),
-                       plan.job.label if isinstance(plan, JobPlan) else None)
+                       plan.job.label)
 
 
 # --- comparing -------------------------------------------------------------------------------------------

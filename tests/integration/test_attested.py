@@ -53,17 +53,23 @@ def test_control_the_planned_job_line_shows_nothing_else_and_attests_the_same_tw
     assert seen["digests"][0] == seen["digests"][1]  # two container starts, one attestation
 
 
-def test_a_wrapper_that_adds_a_bind_is_found(image):
-    folder = owned_dir("singcontain-site-folder-")
+def site_wrapper(exec_line: str) -> Path:
+    """A bin folder with a site's wrapper script named apptainer; exec_line handles `exec` ($real: the runtime)."""
     wrapper = owned_dir("singcontain-wrapper-")
     real = os.path.realpath(os.popen("command -v apptainer").read().strip())
     (wrapper / "apptainer").write_text(f"""#!/bin/sh
-# a site's wrapper: every container gets the site's folder
-if [ "$1" = exec ]; then shift; exec {real} exec --bind {folder} "$@"; fi
-exec {real} "$@"
+real={real}
+if [ "$1" = exec ]; then shift; {exec_line}; fi
+exec "$real" "$@"
 """)
     (wrapper / "apptainer").chmod(0o755)
     chown_tree(wrapper)
+    return wrapper
+
+
+def test_a_wrapper_that_adds_a_bind_is_found(image):
+    folder = owned_dir("singcontain-site-folder-")
+    wrapper = site_wrapper(f'exec "$real" exec --bind {folder} "$@"')
     seen = attest(image, bin_dir=wrapper)
     mounted = {m["dst"]: m for m in seen["attestation"]["mounts"]}
     assert mounted[str(folder)]["source"] == str(folder) and mounted[str(folder)]["mode"] == "rw"
@@ -71,6 +77,14 @@ exec {real} "$@"
     assert found["severity"] == "error" and str(folder) in found["message"] and "wrapper" in found["message"]
     assert f"{wrapper}/apptainer" in found["fix"] and "site admin" in found["fix"]
     assert [f["code"] for f in seen["findings"]] == ["SC601"]
+
+
+def test_a_wrapper_that_drops_cleanenv_is_found(image):
+    wrapper = site_wrapper('for a; do shift; [ "$a" = --cleanenv ] || set -- "$@" "$a"; done; exec "$real" exec "$@"')
+    seen = attest(image, bin_dir=wrapper)
+    found = the(seen, "SC604")
+    assert found["severity"] == "error" and "LOGNAME" in found["message"] and "USER" in found["message"]
+    assert [f["code"] for f in seen["findings"]] == ["SC604"]
 
 
 def test_a_runtime_configured_without_pid_namespaces_is_found(image, runtime_with_conf):

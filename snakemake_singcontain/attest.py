@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -297,6 +298,28 @@ def probe(runtime_binary: str, image: str, args: Sequence[str], workdir: str,
                            failure=f"the image {image} lacks {what}, so the probe cannot see what its jobs see")
     seen = observe(done.stdout, host_ns, host_mounts, [*environ, CANARY])
     return Attestation(command, script, warnings=warnings, **seen)
+
+
+def cached_probe(folder: str, runtime_binary: str, image: str, args: Sequence[str], workdir: str,
+                 environ: Mapping[str, str] | None = None) -> Attestation:
+    """probe() once per host and command line for all Snakemake processes of a run (a cluster job's process
+    on a node is one of many): kept in `folder` (e.g. the run's under .snakemake/singcontain, which contained
+    jobs cannot write) as HOST-SHA256.json. A failed probe is not kept: each job tells its own failure."""
+    key = hashlib.sha256(json.dumps([runtime_binary, image, list(args), workdir]).encode()).hexdigest()
+    path = os.path.join(folder, f"{re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())}-{key}.json")
+    try:
+        with open(path) as f:
+            return Attestation.from_json(json.load(f))
+    except (OSError, ValueError, TypeError):
+        pass  # not probed yet on this host (or cut short): probe
+    attestation = probe(runtime_binary, image, args, workdir, environ)
+    if not attestation.failure:
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(attestation.to_json(), f)
+        os.replace(tmp, path)  # whole or not at all, for the other processes reading it
+    return attestation
 
 
 # --- the plan's side -------------------------------------------------------------------------------------

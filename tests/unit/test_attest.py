@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sc_unit import codes, conf, expect, job, runtime
 
-from snakemake_singcontain.attest import (CANARY, CODES, PROBE, Attestation, Expectation, PlannedMount, changes,
-                                          compare, expectation, observe, parse_mountinfo)
+from snakemake_singcontain.attest import (CANARY, CODES, PROBE, Attestation, Expectation, PlannedMount, cached_probe,
+                                          changes, compare, expectation, observe, parse_mountinfo)
 from snakemake_singcontain.findings import ERROR, NOTE
 
 W = "/home/alice/work"
@@ -229,3 +229,15 @@ def test_two_attestations_told_apart_in_words():
         "pid namespace: own -> host", "now shows /home/shared/secrets (rw) at /some/host/folder",
         "variables now set: SSH_AUTH_SOCK",
         "variables no longer set: APPTAINER_NAME, LANG, PWD, SHLVL, _"]
+
+
+def test_a_probe_is_kept_per_host_and_command_line_and_a_failure_is_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no runtime: every real probe fails
+    failed = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--contain"], W)
+    assert failed.fault == "runtime" and not (tmp_path / "cache").exists()
+    calls = []
+    monkeypatch.setattr("snakemake_singcontain.attest.probe", lambda *a: calls.append(a) or attest())
+    first = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--contain"], W)
+    again = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--contain"], W)
+    other = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--containall"], W)
+    assert first == again == other == attest() and len(calls) == 2  # one start per command line

@@ -129,9 +129,14 @@ from snakemake_singcontain.runtime import detect
 workdir, runtime = os.getcwd(), detect()
 checker = Checker(load_policy("containment.yaml", env=os.environ), runtime, plugin_manager(), workdir=workdir,
                   rule_kinds={"align": "shell"}, environ=os.environ)
-plan = checker.job_plan(JobSpec("align", ("data/x.txt",), ("results/y.txt",), image=sys.argv[1]))
-seen = probe(runtime.binary, sys.argv[1], apptainer_args(plan, runtime, os.environ), workdir)
-print(json.dumps([f.code + " " + f.message for f in compare(seen, expectation(plan), runtime)]))
+told = []
+# a job with its files, and the rule's flags without any job's own files (what a probe before submission can
+# start: the job's output folders do not exist yet)
+for job in (JobSpec("align", ("data/x.txt",), ("results/y.txt",), image=sys.argv[1]), JobSpec("align", image=sys.argv[1])):
+    plan = checker.job_plan(job)
+    seen = probe(runtime.binary, sys.argv[1], apptainer_args(plan, runtime, os.environ), workdir)
+    told += [f.code + " " + f.message for f in compare(seen, expectation(plan), runtime)]
+print(json.dumps(told))
 """
 
 

@@ -132,7 +132,8 @@ checker = Checker(load_policy("containment.yaml", env=os.environ), runtime, plug
 told = []
 # a job with its files, and the rule's flags without any job's own files (what a probe before submission can
 # start: the job's output folders do not exist yet)
-for job in (JobSpec("align", ("data/x.txt",), ("results/y.txt",), image=sys.argv[1]), JobSpec("align", image=sys.argv[1])):
+image = sys.argv[1]
+for job in (JobSpec("align", ("data/x.txt",), ("results/y.txt",), image=image), JobSpec("align", image=image)):
     plan = checker.job_plan(job)
     seen = probe(runtime.binary, sys.argv[1], apptainer_args(plan, runtime, os.environ), workdir)
     told += [f.code + " " + f.message for f in compare(seen, expectation(plan), runtime)]

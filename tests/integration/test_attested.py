@@ -4,6 +4,7 @@ bash) is found where it is, and the same job line without the change shows nothi
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,9 +32,25 @@ print(json.dumps({"attestation": seen[0].to_json(), "digests": [a.digest for a i
 """
 
 
+MADE: list[Path] = []
+
+
+def folder(what: str) -> Path:
+    """A fresh folder the test user owns, removed after the test."""
+    MADE.append(owned_dir(f"singcontain-attest-{what}-"))
+    return MADE[-1]
+
+
+@pytest.fixture(autouse=True)
+def _remove_folders():
+    yield
+    while MADE:
+        shutil.rmtree(MADE.pop(), ignore_errors=True)
+
+
 def attest(image, bin_dir=None, times=1) -> dict:
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"} if bin_dir else {}
-    run = as_user([sys.executable, "-c", PROBE, image, str(times)], cwd=owned_dir("singcontain-attest-"), env=env)
+    run = as_user([sys.executable, "-c", PROBE, image, str(times)], cwd=folder("work"), env=env)
     assert run.returncode == 0, run
     return json.loads(run.output.strip().splitlines()[-1])
 
@@ -55,7 +72,7 @@ def test_control_the_planned_job_line_shows_nothing_else_and_attests_the_same_tw
 
 def site_wrapper(exec_line: str) -> Path:
     """A bin folder with a site's wrapper script named apptainer; exec_line handles `exec` ($real: the runtime)."""
-    wrapper = owned_dir("singcontain-wrapper-")
+    wrapper = folder("wrapper")
     real = os.path.realpath(os.popen("command -v apptainer").read().strip())
     (wrapper / "apptainer").write_text(f"""#!/bin/sh
 real={real}
@@ -68,13 +85,13 @@ exec "$real" "$@"
 
 
 def test_a_wrapper_that_adds_a_bind_is_found(image):
-    folder = owned_dir("singcontain-site-folder-")
-    wrapper = site_wrapper(f'exec "$real" exec --bind {folder} "$@"')
+    site = folder("site-folder")
+    wrapper = site_wrapper(f'exec "$real" exec --bind {site} "$@"')
     seen = attest(image, bin_dir=wrapper)
     mounted = {m["dst"]: m for m in seen["attestation"]["mounts"]}
-    assert mounted[str(folder)]["source"] == str(folder) and mounted[str(folder)]["mode"] == "rw"
+    assert mounted[str(site)]["source"] == str(site) and mounted[str(site)]["mode"] == "rw"
     found = the(seen, "SC601")
-    assert found["severity"] == "error" and str(folder) in found["message"] and "wrapper" in found["message"]
+    assert found["severity"] == "error" and str(site) in found["message"] and "wrapper" in found["message"]
     assert f"{wrapper}/apptainer" in found["fix"] and "site admin" in found["fix"]
     assert [f["code"] for f in seen["findings"]] == ["SC601"]
 
@@ -100,7 +117,7 @@ def test_a_runtime_configured_without_pid_namespaces_is_found(image, runtime_wit
     (("bash", "sh", "cat", "id", "env", "true"), "lacks readlink, so the probe cannot see what its jobs see"),
 ])
 def test_an_image_without_what_the_probe_needs_is_the_images_fault(programs, told):
-    sandbox = owned_dir("singcontain-nobash-")
+    sandbox = folder("image")
     (sandbox / "bin").mkdir()
     for name in ("tmp", "proc", "sys", "dev", "etc", "root", "home"):
         (sandbox / name).mkdir()
@@ -147,7 +164,7 @@ print(json.dumps(told))
     "{containment: containall, namespaces: [net, uts]}",
 ])
 def test_a_real_plans_own_command_line_attests_clean(image, policy):
-    work = owned_dir("singcontain-attest-plan-")
+    work = folder("plan")
     (work / "data").mkdir()
     (work / "data" / "x.txt").write_text("x\n")
     (work / "results").mkdir()

@@ -45,6 +45,13 @@ CODES = {
     "SC412": "a link inside the workdir that a job could have left leads elsewhere",
     "SC501": "before a job: the run's seal, the policy, a configfile or an image changed since the check (job refused)",
     "SC502": "before a job: a writable policy bind's source now leads elsewhere than when it was checked (job refused)",
+    "SC601": "the job's container shows a host folder that neither the plan nor the runtime's defaults mount",
+    "SC602": "the job's container shows writable a host folder that the plan binds read-only",
+    "SC603": "a namespace the plan asks for is the host's inside the job's container",
+    "SC604": "host variables inside a job's container whose plan cleans the environment",
+    "SC605": "the job's container is stricter than planned (a bind missing or read-only, a namespace or a clean "
+             "environment not asked for)",
+    "SC606": "the probe of a rule's flags could not start the image (the image's or the runtime's fault)",
 }
 
 

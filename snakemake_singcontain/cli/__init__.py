@@ -22,6 +22,7 @@ from ..findings import render as render_findings  # not `render`: the cli.render
 from .render import count_summary, render_check, render_explain, render_markdown
 from .run import CliError, PROG, exit_status, findings_of, finish, run_snakemake
 from . import records as records_cli
+from . import crate as crate_cli
 from .starter import commands, list_rules, starter_policy
 
 EPILOG = ("Every other argument goes to Snakemake unchanged (-s SNAKEFILE, --configfile, --config, --profile, "
@@ -238,10 +239,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                                  + "[-d DIR] [--format text|json]")
         records_cli.add_arguments(name, p)
         parsers[name] = p
+    parsers["crate"] = crate_cli.add_parser(sub)
     return top, parsers
 
 COMMANDS = {"check": cmd_check, "explain": cmd_explain, "report": cmd_report, "init": cmd_init, "schema": cmd_schema,
-            "runs": records_cli.cmd_runs, "diff": records_cli.cmd_diff}
+            "runs": records_cli.cmd_runs, "diff": records_cli.cmd_diff, "crate": crate_cli.cmd_crate}
 
 
 def _main(argv: list[str]) -> int:

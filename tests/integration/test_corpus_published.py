@@ -174,7 +174,7 @@ def test_outputs_and_logs_at_the_top_of_the_workdir(runs, where):
     assert run.returncode == 0, run
     assert (wf.work / "warmup.txt").read_text() == "warm\nup\n"  # truncated, then appended
     report = (wf.work / "report.html").read_text()
-    assert report.startswith("<html>") and report.split("<pre>\n")[1].split() == ["2", "3"], report
+    assert report.startswith("<html>") and report.split("<pre>\n")[1].split("</pre>")[0].split() == ["2", "3"], report
     assert (wf.work / "all.done").exists() and (wf.work / "testdata.tar.gz").stat().st_size > 0
     assert (wf.work / "report.log").exists()
     created = {p.name for p in wf.work.iterdir()} - wf.top

@@ -9,7 +9,8 @@ from pathlib import Path
 from snakemake_singcontain.policy.load import TOP_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMISE = re.compile(r"\b(planned|not yet|not implemented|in a future|future (release|version)|will be added|"
+# "planned" as a promise, not as in "the plan" (weaker than planned, a planned bind: the attestation's terms).
+PROMISE = re.compile(r"\b((?<!than )planned(?! bind| mount)|not yet|not implemented|in a future|future (release|version)|will be added|"
                      r"coming soon|to be added|TODO|not done|later version|on the roadmap)\b", re.I)
 
 

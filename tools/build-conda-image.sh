@@ -22,7 +22,7 @@
 # (noarch, .tar.bz2) and indexed with py-rattler.
 #
 # Needs: root (installs busybox-static, bash-static, python3-venv when missing), apptainer, PyPI
-# (py-rattler and PyYAML wheels; pip's cache makes rebuilds offline). ~20 s; OUT.sif replaced atomically.
+# (py-rattler and PyYAML wheels; pip's cache makes rebuilds offline). ~35 s; OUT.sif replaced atomically.
 set -euo pipefail
 
 die() { echo "build-conda-image: $*" >&2; exit 1; }

@@ -7,6 +7,8 @@
 #   bash tools/build-conda-image.sh OUT.sif --containerized ENV.yaml...
 #                                                               # envs pre-created at /conda-envs/MD5
 #                                                               # (what `containerized:` expects)
+#   bash tools/build-conda-image.sh OUT.sif --real-conda SRC VERSION [--containerized ENV.yaml...]
+#                                                               # conda itself from a source checkout
 #
 # No conda CLI >= 24.7.1 (the oldest Snakemake 8.30/9.x accept) can be had from PyPI or Debian (PyPI's
 # `conda` stops at 4.3.16; Debian 12 and sid package no conda, mamba or micromamba). The `conda` here is a
@@ -14,12 +16,16 @@
 # conda library pixi is built on): repodata, solving, fetching into the package cache, linking with
 # prefix replacement, post-link scripts, conda-meta records. It prints `conda 24.7.1`, the conda
 # interface level it implements (Snakemake accepts exactly one x.y.z in `conda --version`).
-# What it reads and writes, as conda does: condarc files (/opt/conda/.condarc, ~/.condarc, $CONDARC),
+# What it reads and writes, as conda does: condarc files (/etc/conda/.condarc, ~/.condarc, $CONDARC),
 # CONDA_PKGS_DIRS (first writable entry) as package cache, `conda config --set` writes ~/.condarc,
 # `conda env create` registers the prefix in ~/.conda/environments.txt (best effort).
 # Channel names resolve through `channel_alias: file:///opt/channels/` (like a site mirror), so env
 # files name conda-forge and bioconda as published workflows do; the packages are made here by hand
 # (noarch, .tar.bz2) and indexed with py-rattler.
+# --real-conda SRC VERSION installs conda itself instead, from a checkout of its source (conda is pure
+# Python; its dependencies come from PyPI, menuinst left out: it is not on PyPI and Linux creations of
+# packages without menus do not import it), with the classic solver (libmamba is not on PyPI either).
+# Tested with conda 26.7.1.
 #
 # Needs: root (installs busybox-static, bash-static, python3-venv when missing), apptainer, PyPI
 # (py-rattler and PyYAML wheels; pip's cache makes rebuilds offline). ~35 s; OUT.sif replaced atomically.
@@ -32,6 +38,13 @@ PYYAML_VERSION=6.0.2
 (($# >= 1)) || die "usage: $0 OUT.sif [--containerized ENV.yaml...]"
 out=$(realpath -m "$1"); shift
 envs=()
+conda_src=""
+conda_version=""
+if [[ ${1:-} == --real-conda ]]; then
+    (($# >= 3)) || die "--real-conda needs SRC and VERSION"
+    conda_src=$(realpath "$2"); conda_version=$3; shift 3
+    [[ -f $conda_src/pyproject.toml && -d $conda_src/conda ]] || die "$conda_src is no conda source checkout"
+fi
 if (($#)); then
     [[ $1 == --containerized ]] || die "unknown argument $1"
     shift
@@ -90,6 +103,14 @@ site=$root/opt/conda/lib/python$pyver/site-packages
 "$work/venv/bin/pip" install -q --disable-pip-version-check --only-binary=:all: --target "$site" \
     "py-rattler==$RATTLER_VERSION" "PyYAML==$PYYAML_VERSION" >"$work/pip.log" 2>&1 \
     || { cat "$work/pip.log" >&2; die "pip install py-rattler failed"; }
+if [[ -n $conda_src ]]; then
+    SETUPTOOLS_SCM_PRETEND_VERSION=$conda_version "$work/venv/bin/pip" install -q --disable-pip-version-check \
+        --no-deps --target "$site" "$conda_src" >"$work/pip.log" 2>&1 \
+        && "$work/venv/bin/pip" install -q --disable-pip-version-check --target "$site" archspec backports.zstd \
+            boltons charset-normalizer conda-package-handling distro frozendict msgpack packaging platformdirs \
+            pluggy pycosat requests "ruamel.yaml<0.19" setuptools tqdm truststore >>"$work/pip.log" 2>&1 \
+        || { cat "$work/pip.log" >&2; die "pip install of conda from $conda_src failed"; }
+fi
 
 # Every library the interpreter, its extension modules and rattler's need, with the loader.
 libs=$( { ldd "$py"; find "$root/lib/python$pyver/lib-dynload" "$site" -name '*.so*' -exec ldd {} \; ; } 2>/dev/null \
@@ -295,12 +316,27 @@ else
 fi
 unset _sc_prefix _sc_f
 EOF
+if [[ -n $conda_src ]]; then
+    # Real conda's root prefix is its Python's sys.prefix, /usr here: Snakemake sources /usr/bin/activate.
+    cat >"$root/opt/conda/bin/conda" <<EOF
+#!/bin/python$pyver -I
+import sys
+sys.path.insert(0, "/opt/conda/lib/python$pyver/site-packages")
+from conda.cli.main import main
+if __name__ == "__main__":  # conda's CUDA detection starts a process that imports this file again
+    sys.exit(main())
+EOF
+    mkdir -p "$root/usr/conda-meta"
+    ln -s /opt/conda/bin/activate "$root/bin/activate"
+fi
 chmod 755 "$root/opt/conda/bin/conda"
 ln -s /opt/conda/bin/conda "$root/bin/conda"
-cat >"$root/opt/conda/.condarc" <<'EOF'
+mkdir -p "$root/etc/conda"
+cat >"$root/etc/conda/.condarc" <<'EOF'
 channel_alias: file:///opt/channels/
 channels: [conda-forge]
 channel_priority: strict
+solver: classic
 EOF
 
 # 5. Local channels: small noarch packages made by hand, indexed by py-rattler.

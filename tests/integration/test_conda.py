@@ -81,12 +81,20 @@ class Run:
     def read(self, path: str) -> str:
         return (self.root / path).read_text()
 
+    def package_caches(self) -> list[Path]:
+        """The package caches Snakemake gave the creations (CONDA_PKGS_DIRS=/tmp/conda/UUID)."""
+        return [Path(m.group(1)) for c in self.calls if (m := re.search(r"CONDA_PKGS_DIRS=(\S+)", c))]
+
+    def remove(self) -> None:
+        for path in (self.root, *self.package_caches()):
+            shutil.rmtree(path, ignore_errors=True)
+
 
 @pytest.fixture(scope="module")
 def created(images):
     run = Run(images["plain"])
     yield run
-    shutil.rmtree(run.root, ignore_errors=True)
+    run.remove()
 
 
 def test_environments_are_created_inside_the_image_and_jobs_run_in_them(created):
@@ -110,10 +118,8 @@ def test_control_an_uncontained_creation_writes_the_workdir_and_the_hosts_tmp(cr
     assert created.result.returncode == 0, created.result
     assert created.read(".condarc").strip() == "channel_priority: strict"
     assert ".snakemake/conda/" in created.read(".conda/environments.txt")
-    caches = [re.search(r"CONDA_PKGS_DIRS=(\S+)", c) for c in created.calls if "conda env create" in c.replace("\\ ", " ")]
-    assert caches and all(m and Path(m.group(1)).is_dir() for m in caches), created.calls
-    for m in caches:
-        shutil.rmtree(m.group(1), ignore_errors=True)
+    caches = created.package_caches()
+    assert caches and all(c.is_relative_to("/tmp") and c.is_dir() for c in caches), created.calls
 
 
 def test_an_image_that_holds_the_environments_needs_no_creation(images):
@@ -125,7 +131,7 @@ def test_an_image_that_holds_the_environments_needs_no_creation(images):
         assert run.read("results/ctrl.counts.txt").split("\n")[1].startswith("env /conda-envs/")
         assert not (run.root / ".snakemake" / "conda").exists() or not any((run.root / ".snakemake" / "conda").iterdir())
     finally:
-        shutil.rmtree(run.root, ignore_errors=True)
+        run.remove()
 
 
 def test_control_a_post_deploy_script_runs_on_the_host(images):
@@ -140,5 +146,5 @@ def test_control_a_post_deploy_script_runs_on_the_host(images):
         assert (marker / "ran").read_text().strip() == "container=none"
         assert not [c for c in run.calls if "post-deploy" in c], run.calls
     finally:
-        shutil.rmtree(run.root, ignore_errors=True)
+        run.remove()
         shutil.rmtree(marker, ignore_errors=True)

@@ -19,6 +19,7 @@ Anything else found is refused (fail closed) with a message naming the Snakemake
 import inspect
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from . import jobstart, records, report, run_checks, seal
+from . import conda, jobstart, records, report, run_checks, seal
 from .argv import apptainer_args, bind_args, settings_args
 from .checker import Checker
 from .errors import PolicyError
@@ -167,20 +168,55 @@ def _contain(workflow, path: str) -> None:
 
 
 def _wrap_shellcmd() -> None:
-    """Quote the image in Snakemake's host shell command (it is inserted as is), and drop the writable binds
-    of Snakemake's import paths for Python scripts: every job's flags bind them read-only (_snakemake_binds)."""
+    """Quote the image in Snakemake's host shell command (it is inserted as is), drop the writable binds of
+    Snakemake's import paths for Python scripts (every job's flags bind them read-only, _snakemake_binds), and
+    give the creation of conda environments inside the image, and the looks at its conda, contained flags of
+    their own (conda.py)."""
     from snakemake.deployment import singularity
 
     original = singularity.shellcmd
     if getattr(original, "_singcontain", False):
         return
+    signature = inspect.signature(original)
 
     def shellcmd(img_path, cmd, *args, **kwargs):
-        kwargs["is_python_script"] = False
-        return original(shlex.quote(str(img_path)), cmd, *args, **kwargs)
+        call = signature.bind(img_path, cmd, *args, **kwargs)
+        a = call.arguments
+        a["is_python_script"] = False
+        a["img_path"] = shlex.quote(str(img_path))
+        if conda.is_creation(a.get("envvars")):
+            a["args"] = conda.joined(conda.creation_args(cmd, a["envvars"], os.getcwd(), os.environ))
+            a["bind"] = None  # Snakemake's writable source cache: the environment file is in the workdir
+            from snakemake.logging import logger
+
+            logger.info(f"{PREFIX}: creating a conda environment inside {img_path}, contained: {a['args']}")
+        elif conda.is_conda_check(cmd, a.get("args"), a.get("quiet", False)):
+            a["args"] = conda.joined(conda.check_args(os.getcwd()))
+        return original(*call.args, **call.kwargs)
 
     shellcmd._singcontain = True
     singularity.shellcmd = shellcmd
+
+
+def _path_or_uri(source_file) -> str:
+    try:
+        return source_file.get_path_or_uri(secret_free=False)  # 9.x
+    except TypeError:
+        return source_file.get_path_or_uri()  # 8.x
+
+
+def _post_deploy_script(spec, sourcecache) -> str | None:
+    """The env file's post-deploy script, which Snakemake runs on the host, looked up as Snakemake does; where
+    that cannot be told, the env file itself: refused, fail closed."""
+    from snakemake.sourcecache import infer_source_file
+
+    try:
+        env_file = str(_path_or_uri(spec.file))
+        stem = re.sub(r"\.ya?ml$", "", env_file)
+        script = infer_source_file(stem + ".post-deploy.sh")
+        return str(_path_or_uri(script)) if stem != env_file and sourcecache.exists(script) else None
+    except Exception:  # a spec of another kind (an env by name), or the source cannot be reached
+        return str(getattr(spec, "file", spec))
 
 
 def _rule_kind(rule) -> str | None:
@@ -357,11 +393,7 @@ class _Bridge:
         workdir, basedir = os.getcwd(), os.path.realpath(self.workflow.basedir)
         paths = [os.path.join(workdir, "profiles"), os.path.join(basedir, "profiles"), self.policy_file,
                  *map(os.path.abspath, self.workflow.configfiles), *_site_files()]
-        for source in list(self.workflow.included):
-            try:
-                paths.append(source.get_path_or_uri(secret_free=False))  # 9.x
-            except TypeError:
-                paths.append(source.get_path_or_uri())  # 8.x
+        paths += [_path_or_uri(source) for source in list(self.workflow.included)]
         paths = [p for p in paths if isinstance(p, str) and "://" not in p]
         if not (workdir + os.sep).startswith(basedir.rstrip(os.sep) + os.sep):
             paths.append(basedir)
@@ -704,12 +736,11 @@ class _Bridge:
             findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the "
                                     "host program that starts the container", "drop shell_exec for this rule (from the "
                                     "Snakefile, a profile or --default-resources)", job=str(job)))
-        if conda_in_image and job.conda_env_spec:
-            findings.append(Finding("SC107", ERROR, rule, "--sdm conda apptainer would create this rule's conda "
-                                    "environment inside its image with only --apptainer-args (the host's environment, "
-                                    "/tmp and processes visible; package scripts run there)",
-                                    "build the environment into the image and drop conda: (or --sdm conda), or set "
-                                    "containment: none for this rule"))
+        post_deploy = _post_deploy_script(job.conda_env_spec, self.workflow.sourcecache) if conda_in_image and job.conda_env_spec else None
+        if post_deploy:
+            findings.append(Finding("SC107", ERROR, rule, f"the conda environment's post-deploy script {post_deploy} "
+                                    "would run on the host, outside any container (Snakemake runs it there)",
+                                    "move what the script does into the image, or into the rule's own command"))
         if settings.effective_cleanenv:
             findings += self._env_findings(rule, settings, job)
         return findings

@@ -11,7 +11,7 @@ CODES = {
     "SC103": "a contained rule's code runs on the host (`run:`, `template_engine:`, `cwl:`)",
     "SC104": "a flag or APPTAINER_*/SINGULARITY_* variable that is not on the allow-list (`args`, --apptainer-args, environment)",
     "SC105": "a rule goes below a site plugin's floor",
-    "SC107": "a contained rule's conda environment would be created in its image without the rule's flags",
+    "SC107": "a conda environment's post-deploy script would run on the host (--sdm conda apptainer)",
     "SC108": "a contained rule's `shell_exec` resource would replace the host program that starts the container",
     "SC201": "the runtime's configuration disables a requested namespace",
     "SC202": "the runtime's configuration forbids user binds (user bind control = no)",

@@ -56,7 +56,7 @@ def images():
 class Run:
     """One plain Snakemake run of a fresh copy of the corpus workflow, its apptainer calls logged."""
 
-    def __init__(self, image: str, *config: str, post_deploy: str | None = None):
+    def __init__(self, image: str, *config: str, post_deploy: str | None = None, policy: str | None = None):
         self.root = owned_dir("singcontain-conda-")
         shutil.copytree(CORPUS, self.root, dirs_exist_ok=True)
         if post_deploy:
@@ -74,8 +74,12 @@ class Run:
             f.chmod(0o755)
         chown_tree(self.root)
         path = f"{bin_dir}:{Path(SNAKEMAKE).parent}:/usr/local/bin:/usr/bin:/bin"
+        env = {"PATH": path}
+        if policy:  # the workflow as it is, its policy named when it is run
+            (self.root / "containment.yaml").write_text(policy)
+            env["SINGCONTAIN_POLICY"] = str(self.root / "containment.yaml")
         self.result = as_user([SNAKEMAKE, "--sdm", "conda", "apptainer", "-c1", "--config", f"image={image}", *config],
-                              cwd=self.root, env={"PATH": path}, timeout=600)
+                              cwd=self.root, env=env, timeout=600)
         self.calls = self.log.read_text().splitlines() if self.log.exists() else []
 
     def read(self, path: str) -> str:
@@ -145,6 +149,45 @@ def test_control_a_post_deploy_script_runs_on_the_host(images):
         assert run.result.returncode == 0, run.result
         assert (marker / "ran").read_text().strip() == "container=none"
         assert not [c for c in run.calls if "post-deploy" in c], run.calls
+    finally:
+        run.remove()
+        shutil.rmtree(marker, ignore_errors=True)
+
+
+CONTAIN = "version: 1\ndefaults: {containment: contain, namespaces: [pid]}\n"
+
+
+def test_with_a_policy_creation_runs_contained_and_the_jobs_in_their_environments(images):
+    run = Run(images["plain"], policy=CONTAIN)
+    try:
+        assert run.result.returncode == 0, run.result
+        creations = [c for c in run.calls if "conda env create" in c.replace("\\ ", " ")]
+        assert len(creations) == 2 and all(" --contain --cleanenv " in c for c in creations), run.calls
+        # What the uncontained control wrote, this one did not: the workdir stayed the user's, /tmp the host's.
+        assert not (run.root / ".condarc").exists() and not (run.root / ".conda").exists()
+        assert run.package_caches() and not any(c.exists() for c in run.package_caches()), run.calls
+        # The image's conda is looked at contained too.
+        calls = [c.replace("\\ ", " ") for c in run.calls]
+        checks = [c for c in calls if "conda --version" in c or "conda info --json" in c]
+        assert checks and all("--contain" in c for c in checks), checks
+        greeting = run.read("results/heat.greeting.txt")
+        assert re.search(r"^hello heat from sc-greet in .*/\.snakemake/conda/\w+$", greeting, re.M), greeting
+        counts = run.read("results/heat.counts.txt").split("\n")
+        assert counts[0] == "5" and counts[1].startswith(f"env {run.root}/.snakemake/conda/"), counts
+        jobs = [c for c in calls if "activate" in c]
+        assert jobs and all(" --contain " in c and " --pid " in c for c in jobs), jobs  # the rule's own flags
+    finally:
+        run.remove()
+
+
+def test_with_a_policy_a_post_deploy_script_is_refused_before_anything_runs(images):
+    marker = Path(tempfile.mkdtemp(prefix="singcontain-conda-marker-", dir="/tmp"))
+    os.chmod(marker, 0o777)
+    run = Run(images["plain"], policy=CONTAIN, post_deploy=f"#!/bin/sh\ntouch {marker}/ran\n")
+    try:
+        assert run.result.returncode != 0 and "SC107" in run.result.output, run.result
+        assert "post-deploy" in run.result.output and not (marker / "ran").exists()
+        assert not [c for c in run.calls if "conda env create" in c.replace("\\ ", " ")], run.calls
     finally:
         run.remove()
         shutil.rmtree(marker, ignore_errors=True)

@@ -248,19 +248,21 @@ def test_non_utf8_path_in_a_refusal_gives_no_traceback(image):
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_conda_env_created_in_the_image_is_refused(image):
-    """--sdm conda apptainer creates the env in the image with only the global flags: refused (conda itself
-    need not be installed, the refusal comes first)."""
+def test_conda_env_with_a_post_deploy_script_is_refused(image):
+    """--sdm conda apptainer: Snakemake runs an env's post-deploy script on the host, outside any container:
+    refused before anything runs (conda itself need not be installed, the refusal comes first). Contained
+    creation itself: test_conda.py."""
     parent, work = small_workflow("version: 1\ndefaults:\n  containment: containall\n")
     (work / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [busybox]\n")
+    (work / "env.post-deploy.sh").write_text("#!/bin/sh\ntouch ran-on-the-host\n")
     (work / "Snakefile").write_text((work / "Snakefile").read_text().replace(
         "    shell:", '    conda: "env.yaml"\n    shell:'))
     chown_tree(work)
     try:
         run = as_user([SNAKEMAKE, "--sdm", "conda", "apptainer", "-c", "1", "--config", f"image={image}"], cwd=work)
         assert_refused(run)
-        assert "conda" in refusal_line(run, "SC107", "job")
-        assert not (work / "results").exists()
+        assert "post-deploy" in refusal_line(run, "SC107", "job")
+        assert not (work / "results").exists() and not (work / "ran-on-the-host").exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from . import conda, jobstart, records, report, run_checks, seal
+from . import attest, conda, jobstart, records, report, run_checks, seal
 from .argv import apptainer_args, bind_args, settings_args
 from .checker import Checker
 from .errors import PolicyError
@@ -325,6 +325,7 @@ class _Bridge:
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
         self._recorder: records.Recorder | None = None
         self._scratch: dict[int, str] = {}  # a running job's arguments -> its own /tmp folder, removed at its end
+        self._new_run_id: str | None = None
 
     @property
     def use_apptainer(self) -> bool:
@@ -507,9 +508,13 @@ class _Bridge:
             apptainer_args(plan, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             self._refuse(job.label, f"SC209 {err}")
+        attestation, found = self._attestation(job)  # cached: one container start per host and flags per run
+        refuse = [f"{f.code} {f.message}" for f in found if f.severity == ERROR]
+        if refuse:
+            self._refuse(job.label, "; ".join(refuse))
         resolved, made = jobstart.resolved(plan)
         argv = apptainer_args(resolved, self.checker.runtime, env)
-        self._ran[id(a)] = (image, argv + self.global_args, resolved, made)
+        self._ran[id(a)] = (image, argv + self.global_args, resolved, made, attestation.digest)
         return shlex.join(argv + self.global_args)
 
     def _refuse(self, label: str, why: str):
@@ -578,7 +583,7 @@ class _Bridge:
         ran = self._ran.pop(id(a), None)
         if ran is None or self.workflow.dryrun:
             return
-        image, argv, plan, _ = ran
+        image, argv, plan, _, attestation = ran
         sealed, runtime = self.sealed, self.checker.runtime
         if self._recorder is None:
             self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
@@ -591,7 +596,8 @@ class _Bridge:
             "argv": argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)],
             "policy_sha256": sealed.files.get(self.policy_file) or records.sha256(self.policy_file),
             "settings": seal.settings_data(self.checker.settings(snakemake_rule.name)),
-            "outputs": [str(p) for p in a["output"]], "start": started, "end": time.time(),
+            "inputs": [str(p) for p in a["input"]], "outputs": [str(p) for p in a["output"]],
+            "attestation_sha256": attestation, "start": started, "end": time.time(),
             "exit_status": status})
 
     def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
@@ -699,6 +705,8 @@ class _Bridge:
             findings += self._runtime_findings([r for r in rules if per_rule[r].isolates])
         if not has_errors(findings):
             findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
+        if not has_errors(findings):
+            findings += self._attest_rules(jobs)
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),
@@ -751,7 +759,7 @@ class _Bridge:
         workdir = os.getcwd()
         settings = {r: self.checker.settings(r) for r in self.kinds if self.kinds[r] != "norun"}
         images = {path: records.image_identity(path) for path in self._images.values() if os.path.exists(path)}
-        run_id = self._seal.run_id if self._seal else records.new_run_id()
+        run_id = self.run_id
         sources = {b.src: os.path.realpath(b.src) for s in settings.values() for b in s.binds if b.mode == "rw"}
         self._seal = seal.Seal(settings, self.policy.image, images=images, sources=sources, run_id=run_id,
                                rerun_on_change=self.policy.rerun_on_change)
@@ -774,6 +782,38 @@ class _Bridge:
         settings = self.workflow.deployment_settings
         words = [w for w in shlex.split(settings.apptainer_args or "") if not w.startswith(seal.MARKER)]
         settings.apptainer_args = shlex.join([*words, seal.MARKER + seal.digest(text)])
+
+    @property
+    def run_id(self) -> str:
+        if self._seal is not None:
+            return self._seal.run_id
+        if self._new_run_id is None:
+            self._new_run_id = records.new_run_id()
+        return self._new_run_id
+
+    def _attestation(self, job: JobSpec):
+        """What the container of a job of this rule really shows on this host, probed once per host and flags
+        per run (attest.py): with the rule's own flags and Snakemake's binds, not the job's files. Returns the
+        attestation and its comparison with the plan (SC6xx)."""
+        runtime = self.checker.runtime
+        plan = self.checker.job_plan(replace(job, inputs=(), outputs=(), directories=frozenset(),
+                                             protected=frozenset(), benchmarks=(), shadow=None, scratch=None))
+        args = apptainer_args(plan, runtime, os.environ)
+        if self.workflow.dryrun:
+            found = attest.probe(runtime.binary, job.image, args, os.getcwd())
+        else:
+            folder = os.path.join(seal.FOLDER, "attestations", self.run_id)
+            found = attest.cached_probe(folder, runtime.binary, job.image, args, os.getcwd())
+        return found, attest.compare(found, attest.expectation(plan), runtime)
+
+    def _attest_rules(self, jobs: list[JobSpec]) -> list[Finding]:
+        """Before anything is submitted: each rule's container as it really is here, against its plan."""
+        if self.checker.runtime is None or not self.use_apptainer:
+            return []
+        findings = []
+        for job in {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values():
+            findings += self._attestation(job)[1]
+        return findings
 
     def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
         """Start each distinct (image, rule flags) once, as the job would be started; cached for the run."""

@@ -34,7 +34,7 @@ VALUE_OPTIONS = frozenset({
 # What `diff` compares for one output, in the order it tells them.
 COMPARED = (("rule", "rule"), ("image", "image as written"), ("image_path", "image file"),
             ("image_sha256", "image digest"), ("runtime", "runtime"), ("runtime_version", "runtime version"),
-            ("policy_sha256", "policy digest"))
+            ("policy_sha256", "policy digest"), ("attestation_sha256", "what the container showed (attestation)"))
 
 
 class RecordsError(Exception):
@@ -67,7 +67,8 @@ class Recorder:
 
     def write(self, record: dict) -> None:
         """Append one job's record (rule, wildcards, jobid, host, image, image_path, image_sha256, runtime,
-        runtime_version, argv, job_binds, policy_sha256, settings, outputs, start, end, exit_status)."""
+        runtime_version, argv, job_binds, policy_sha256, settings, inputs, outputs, attestation_sha256, start,
+        end, exit_status)."""
         self._append({"format": FORMAT, "kind": "job", **record})
 
     def start(self, **info) -> None:

@@ -173,3 +173,70 @@ def test_a_real_plans_own_command_line_attests_clean(image, policy):
     run = as_user([sys.executable, "-c", PLAN_PROBE, image], cwd=work)
     assert run.returncode == 0, run
     assert json.loads(run.output.strip().splitlines()[-1]) == [], run
+
+
+# --- the probe in a real run: before submission, and on a "node" ----------------------------------------------
+
+RUN_SNAKEFILE = """\
+from snakemake_singcontain import contain
+contain(workflow, "containment.yaml")
+container: config["image"]
+
+rule all:
+    input: "results/a.txt"
+
+rule a:
+    output: "results/a.txt"
+    shell: "ls {config[extra]} > {output} 2>&1 || echo not-seen > {output}"
+"""
+CLUSTER = ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", "bash", "-j", "1",
+           "--seconds-between-status-checks", "1"]
+
+
+def adding_wrapper(extra: Path) -> Path:
+    """An `apptainer` first on PATH, as sites ship: it adds a bind of `extra` to every exec."""
+    bin_dir = folder("bin")
+    real = shutil.which("apptainer")
+    for name in ("apptainer", "singularity"):
+        (bin_dir / name).write_text(f'#!/bin/sh\nif [ "$1" = exec ]; then shift; exec {real} exec --bind {extra} "$@"; fi\n'
+                                    f'exec {real} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def run_workflow(image: str, extra: Path, *args: str, path_first: Path | None = None, submit_path: Path | None = None):
+    work = folder("wf")
+    (work / "Snakefile").write_text(RUN_SNAKEFILE)
+    (work / "containment.yaml").write_text("version: 1\ndefaults: {containment: contain}\n")
+    chown_tree(work)
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    base = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    env = {"PATH": f"{path_first}:{base}" if path_first else base}
+    extra_args = []
+    if submit_path:  # only the job's own process (the "node") has the wrapper first on its PATH
+        extra_args = ["--cluster-generic-submit-cmd", f"env PATH={submit_path}:{base} bash"]
+    run = as_user([snakemake, "--sdm", "apptainer", "-c", "1", *args, *extra_args, "--config", f"image={image}",
+                   f"extra={extra}"], cwd=work, env=env)
+    return work, run
+
+
+def test_a_wrapper_that_adds_a_bind_is_found_before_submission(image):
+    extra = folder("extra")
+    (extra / "site-secret.txt").write_text("s")
+    chown_tree(extra)
+    work, run = run_workflow(image, extra, path_first=adding_wrapper(extra))
+    assert run.returncode != 0 and "SC601" in run.output and str(extra) in run.output, run
+    assert not (work / "results" / "a.txt").exists()
+    # Control: the same run without the wrapper runs, and the job does not see the folder.
+    work, control = run_workflow(image, extra)
+    assert control.returncode == 0, control
+    assert (work / "results" / "a.txt").read_text().strip() == "not-seen"
+
+
+def test_a_wrapper_only_on_the_node_refuses_the_job_there(image):
+    extra = folder("extra")
+    (extra / "site-secret.txt").write_text("s")
+    chown_tree(extra)
+    work, run = run_workflow(image, extra, *CLUSTER, submit_path=adding_wrapper(extra))
+    assert run.returncode != 0 and "SC601" in run.output and "refused on" in run.output, run
+    assert not (work / "results" / "a.txt").exists()

@@ -28,15 +28,15 @@ import tempfile
 import time
 from dataclasses import replace
 
-from . import attest, conda, jobstart, records, report, run_checks, seal
-from .argv import apptainer_args, bind_args, settings_args
+from . import attest, conda, jobstart, preflight, records, report, seal
+from .argv import apptainer_args
 from .checker import Checker
 from .errors import PolicyError
-from .findings import ERROR, WARNING, Finding, has_errors, render
+from .findings import ERROR, Finding, has_errors, render
 from .plan import AUTO, INPUT, SHADOW, SOURCE, TOPLEVEL, JobSpec
 from .plugins import plugin_manager
 from .policy import Settings, load_policy, load_site_layers
-from .runtime import SmokeResult, detect, smoke_test
+from .runtime import SmokeResult, detect
 
 SUPPORTED_MAJORS = (8, 9)
 RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "container_img", "singularity_args",
@@ -425,7 +425,7 @@ class _Bridge:
         """Snakemake's own `params` rerun trigger then reruns a job whose rule's settings or image changed."""
         settings = records.settings_digest(seal.settings_data(self.checker.settings(rule.name)))
         image = rule.container_img if isinstance(rule.container_img, str) else ""
-        if image and not run_checks.REMOTE_IMAGE.match(image) and os.path.isfile(image):
+        if image and not preflight.REMOTE_IMAGE.match(image) and os.path.isfile(image):
             image = records.image_digest(image, os.getcwd())  # the content, once per image file and run
         return f"containment {settings[:16]} image {image}"
 
@@ -494,7 +494,7 @@ class _Bridge:
                       shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch)
         # Judged afresh, by real path as it is now: jobs that ran since the check may have left links.
         findings = self.checker.check([job], whole_workflow=False, fresh=True)
-        findings += run_checks.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
+        findings += preflight.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
         refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
         plan = self.checker.job_plan(job, fresh=True)
         if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process
@@ -605,35 +605,13 @@ class _Bridge:
         key = (rule, job.threads, str(job.resources.get("tmpdir")))
         if key not in self._env_judged:
             env = jobstart.job_environment(job.threads, job.resources)
-            self._env_judged[key] = run_checks.unpassable_values(settings.env, env)
+            self._env_judged[key] = preflight.unpassable_values(settings.env, env)
         return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
 
-    def _node_local_findings(self, settings: dict[str, Settings], images: dict[str, str]) -> list[Finding]:
-        """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder. A dry run
-        tells what the real run with that executor will tell."""
-        executor = _intended_executor(self.workflow)
-        if executor is None:
+    def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
+        if self.checker.runtime is None or not self.use_apptainer:
             return []
-        every = "every rule"
-        paths = [(every, "the workdir", os.getcwd()), (every, "the policy", self.policy_file),
-                 (every, "Snakemake's Python", sys.executable)]
-        paths += [(every, "the image", path) for path in images.values() if path]
-        for rule, s in settings.items():
-            paths += [(rule, "the writable bind of", b.src) for b in s.binds if b.mode == "rw"]
-            paths += [(rule, "the scratch folder", s.scratch)] if s.scratch else []
-        return run_checks.node_local_paths(executor, paths)
-
-    def _runtime_findings(self, rules) -> list[Finding]:
-        """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""
-        if self.policy.runtime == "auto" or not rules:
-            return []
-        asked, runs = detect(self.policy.runtime), self.checker.runtime
-        if asked and runs and os.path.realpath(asked.binary) == os.path.realpath(runs.binary):
-            return []
-        running = runs.binary if runs else "nothing (none on PATH)"
-        return [Finding("SC212", ERROR, ", ".join(sorted(rules)), f"the policy asks for runtime {self.policy.runtime}, "
-                        f"but Snakemake runs {running}", "drop `runtime:` from the policy (the plugin checks what "
-                        "Snakemake runs), or put the wanted program first on PATH")]
+        return preflight.smoke_findings(self.checker, jobs, urls, self._smoked, os.environ, os.getcwd())
 
     def preflight(self) -> None:
         """Check every job to run, before anything is pulled or submitted; refuse the run on any error. Jobs a
@@ -678,7 +656,7 @@ class _Bridge:
                 url = job.container_img_url
                 if url not in images:
                     images[url] = job.container_img_path
-                    findings += run_checks.image_findings(rule, url, images[url])
+                    findings += preflight.image_findings(rule, url, images[url])
                 image = images[url]
             if settings.isolates:
                 findings += self._job_findings(rule, settings, job, use_apptainer and use_conda)
@@ -700,9 +678,11 @@ class _Bridge:
                 findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
                                         "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
                                         "so they would run on the host", "add --sdm apptainer to the command line or profile"))
-            findings += run_checks.escape_hatches(sorted(rules), per_rule, self.global_args, os.environ)
-            findings += self._node_local_findings(per_rule, images)
-            findings += self._runtime_findings([r for r in rules if per_rule[r].isolates])
+            findings += preflight.escape_hatches(sorted(rules), per_rule, self.global_args, os.environ)
+            findings += preflight.node_local_findings(_intended_executor(self.workflow), os.getcwd(), self.policy_file,
+                                                      sys.executable, per_rule, images)
+            findings += preflight.runtime_findings(self.policy.runtime, self.checker.runtime,
+                                                   [r for r in rules if per_rule[r].isolates])
         if not has_errors(findings):
             findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
         if not has_errors(findings):
@@ -813,33 +793,6 @@ class _Bridge:
         findings = []
         for job in {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values():
             findings += self._attestation(job)[1]
-        return findings
-
-    def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
-        """Start each distinct (image, rule flags) once, as the job would be started; cached for the run."""
-        runtime = self.checker.runtime
-        if runtime is None or not self.use_apptainer:
-            return []
-        findings = []
-        to_pull = {}  # image -> rules: told once per image, by its URL
-        for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
-            plan = self.checker.rule_plan(job.rule, job.image)
-            binds = [b for b in plan.settings.binds if b.src not in plan.missing]
-            args = settings_args(plan.settings, os.environ) + [w for b in binds for w in bind_args(b, runtime)]
-            if not os.path.exists(job.image):
-                to_pull.setdefault(job.image, []).append(job.rule)
-                continue
-            key = (job.image, tuple(args))
-            if key not in self._smoked:
-                self._smoked[key] = smoke_test(runtime, job.image, args, os.getcwd())
-            result = self._smoked[key]
-            if not result.ok:
-                findings.append(Finding("SC207", ERROR, job.rule, *result.told(urls.get(job.image, job.image))))
-        for image, rules in to_pull.items():
-            findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
-                                    "pulled yet, so the rules' flags were not smoke-tested",
-                                    "nothing to do: once a run has pulled it, later runs smoke-test it; or point "
-                                    "container: at a local image"))
         return findings
 
     def _report(self, findings: list[Finding], what: str = "") -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from snakemake_singcontain import jobstart
 from snakemake_singcontain.findings import ERROR, WARNING
-from snakemake_singcontain.run_checks import image_findings, node_local_paths
+from snakemake_singcontain.preflight import image_findings, node_local_paths
 
 from sc_unit import Site, job
 

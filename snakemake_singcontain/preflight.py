@@ -1,14 +1,18 @@
-"""Findings about a run that only its Snakemake process can see: the flags and variables around the policy,
-the images, the job environment's values. Plain data in, findings out; the bridge gathers the data."""
+"""The preflight's findings about the run as a whole, which only its Snakemake process can see: the flags and
+variables around the policy, the images, the job environment's values, where a batch job would look for its
+paths, the runtime Snakemake runs, the smoke test of each rule's flags. Plain data in, findings out; the
+bridge (the only module that reads Snakemake) gathers the data."""
 
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
-from .argv import env_pair, smuggled_variables
+from .argv import bind_args, env_pair, settings_args, smuggled_variables
 from .findings import ERROR, WARNING, Finding
+from .plan import JobSpec
 from .policy import Settings
+from .runtime import RuntimeInfo, detect, smoke_test
 
 SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
 REMOTE_IMAGE = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -77,3 +81,58 @@ def node_local_paths(executor: str, paths: Iterable[tuple[str, str, str]]) -> li
                     "nodes share (the home or project space; /cvmfs for software)")
             for rule, what, path in paths
             for local in NODE_LOCAL if path == local or path.startswith(local + "/")]
+
+
+def node_local_findings(executor: str | None, workdir: str, policy_file: str, python: str,
+                        settings: Mapping[str, Settings], images: Mapping[str, str | None]) -> list[Finding]:
+    """For a batch executor: what the jobs need at the submit host's paths, on a node-local folder (a dry run
+    tells what the real run with that executor will tell)."""
+    if executor is None:
+        return []
+    every = "every rule"
+    paths = [(every, "the workdir", workdir), (every, "the policy", policy_file), (every, "Snakemake's Python", python)]
+    paths += [(every, "the image", path) for path in images.values() if path]
+    for rule, s in settings.items():
+        paths += [(rule, "the writable bind of", b.src) for b in s.binds if b.mode == "rw"]
+        paths += [(rule, "the scratch folder", s.scratch)] if s.scratch else []
+    return node_local_paths(executor, paths)
+
+
+def runtime_findings(asked_runtime: str, runs: RuntimeInfo | None, rules: Sequence[str]) -> list[Finding]:
+    """The policy's runtime must be the program Snakemake runs (the checks look at that one)."""
+    if asked_runtime == "auto" or not rules:
+        return []
+    asked = detect(asked_runtime)
+    if asked and runs and os.path.realpath(asked.binary) == os.path.realpath(runs.binary):
+        return []
+    running = runs.binary if runs else "nothing (none on PATH)"
+    return [Finding("SC212", ERROR, ", ".join(sorted(rules)), f"the policy asks for runtime {asked_runtime}, "
+                    f"but Snakemake runs {running}", "drop `runtime:` from the policy (the plugin checks what "
+                    "Snakemake runs), or put the wanted program first on PATH")]
+
+
+def smoke_findings(checker, jobs: Sequence[JobSpec], urls: Mapping[str, str], cache: dict,
+                   environ: Mapping[str, str], workdir: str) -> list[Finding]:
+    """Start each distinct (image, rule flags) once, as the job would be started; `cache` keeps the results
+    for the run (a checkpoint's jobs share them)."""
+    runtime = checker.runtime
+    findings = []
+    to_pull: dict[str, list[str]] = {}  # image -> rules: told once per image, by its URL
+    for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
+        plan = checker.rule_plan(job.rule, job.image)
+        binds = [b for b in plan.settings.binds if b.src not in plan.missing]
+        args = settings_args(plan.settings, environ) + [w for b in binds for w in bind_args(b, runtime)]
+        if not os.path.exists(job.image):
+            to_pull.setdefault(job.image, []).append(job.rule)
+            continue
+        key = (job.image, tuple(args))
+        if key not in cache:
+            cache[key] = smoke_test(runtime, job.image, args, workdir)
+        if not cache[key].ok:
+            findings.append(Finding("SC207", ERROR, job.rule, *cache[key].told(urls.get(job.image, job.image))))
+    for image, rules in to_pull.items():
+        findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
+                                "pulled yet, so the rules' flags were not smoke-tested",
+                                "nothing to do: once a run has pulled it, later runs smoke-test it; or point "
+                                "container: at a local image"))
+    return findings

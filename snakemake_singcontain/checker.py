@@ -77,7 +77,10 @@ class Checker:
         key = shape(job)
         shapes = rule.memo.setdefault("shapes", {})
         if key is not None and key in shapes:
-            return replace(shapes[key], job=job)
+            # replace(…, job=job), without its per-field work: this runs once for every job of a large DAG
+            plan = object.__new__(JobPlan)
+            plan.__dict__.update(shapes[key].__dict__, job=job)
+            return plan
         plan = job_plan(rule, replace(job, real_folders=self._real_folders(job)) if not job.real_folders else job)
         real = self._real_sources(plan.binds)
         plan = replace(plan, real_sources=real) if real else plan
@@ -98,7 +101,13 @@ class Checker:
 
     def _real(self, path: str) -> str:
         if path not in self._real_paths:
-            self._real_paths[path] = os.path.realpath(path)
+            parent, name = os.path.split(path)
+            if path.startswith("/") and parent != path and name not in ("", ".", "..") and not os.path.islink(path):
+                # realpath resolves every folder on the way; the parent's is known (a DAG's folders share
+                # parents), so a new folder costs one lstat instead of one per level
+                self._real_paths[path] = os.path.join(self._real(parent), name)
+            else:
+                self._real_paths[path] = os.path.realpath(path)
         return self._real_paths[path]
 
     def _with_real(self, paths: tuple[str, ...]) -> tuple[str, ...]:

@@ -81,7 +81,8 @@ class Checker:
             plan = object.__new__(JobPlan)
             plan.__dict__.update(shapes[key].__dict__, job=job)
             return plan
-        plan = job_plan(rule, replace(job, real_folders=self._real_folders(job)) if not job.real_folders else job)
+        folders = self._real_folders(job) if not job.real_folders else None
+        plan = job_plan(rule, replace(job, real_folders=folders) if folders else job)  # mostly none: no copy
         real = self._real_sources(plan.binds)
         plan = replace(plan, real_sources=real) if real else plan
         if key is not None and not plan.problems and not any(b.origin is INPUT for b in plan.binds):

@@ -1,14 +1,16 @@
 """Whole-DAG checks vs Snakemake's own run, on several DAG shapes of 20,000 and 100,000 jobs.
 
-    runuser -u singtest -- python benchmarks/dag_bench.py [--shapes all] [--jobs 20000,100000] [--pairs 3]
-                                                          [--image IMAGE.sif] [--run] [--profile]
+    runuser -u singtest -- python benchmarks/dag_bench.py [--shapes all] [--jobs 20000,100000] [--rounds 3]
+                                         [--other OTHER_VENV/bin/python] [--image IMAGE.sif] [--run] [--profile]
 
 For every shape, the same Snakefile without and with `contain()` runs `snakemake -n --sdm apptainer` in
-pairs (without, with, without, with …: a drift of the machine's speed hits both); printed: the median wall
-times, the median of the pairs' ratios with their range (the noise), peak memory (max RSS of the Snakemake
-process) and the plugin's own preflight (checks, plans, smoke test, seal), timed inside the run. Goal:
-ratio <= 1.03 on every shape. `--run` runs the jobs for real instead of `-n` (use a few hundred jobs);
-`--profile` runs each shape once with the plugin and prints where its preflight spends its time (cProfile).
+rounds (without, with, without, with …: a drift of the machine's speed hits both); `--other` adds a third
+variant to every round, the plugin as installed in another virtualenv (e.g. the code before a change).
+Printed per variant: median wall and CPU seconds, the median of the rounds' ratios to the run without the
+plugin with their range (the noise), peak memory (max RSS of the Snakemake process), and the plugin's own
+preflight (checks, plans, smoke tests, seal) timed inside the run. Goal: ratio <= 1.03 on every shape.
+`--run` runs the jobs for real instead of `-n` (use a few hundred jobs); `--profile` runs each shape once
+with the plugin and prints where its preflight spends its time (cProfile).
 Run it as an ordinary user (the smoke test starts the image) with the Python of a virtualenv that has
 Snakemake and this project installed.
 """
@@ -242,7 +244,7 @@ def measure(root: Path, shape: str, n: int, args) -> None:
     works = {name: workflow(root, shape, n, args.image, plugin, name.split()[-1].strip("()"))
              for name, (plugin, _) in variants.items()}
     rounds = [{name: snakemake(works[name], args.run, python=python) for name, (_, python) in variants.items()}
-              for _ in range(args.pairs)]
+              for _ in range(args.rounds)]
     for name in variants:
         wall, cpu = ([r[name][i] / r["without"][i] for r in rounds] for i in (0, 1))
         row = f"{shape:<19} {n:>7} {len(rounds):>6} {name:<12} {statistics.median(r[name][0] for r in rounds):>7.2f} " \
@@ -270,7 +272,7 @@ def main():
     parser.add_argument("--image", default="/tmp/singcontain-bench.sif", help="a local .sif (built if missing)")
     parser.add_argument("--shapes", default="all", help=f"comma-separated, of: {', '.join(SHAPES)}")
     parser.add_argument("--jobs", default="20000,100000")
-    parser.add_argument("--pairs", type=int, default=3, help="rounds of (without, with[, with the other build])")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (without, with[, with the other build])")
     parser.add_argument("--other", help="the Python of a second virtualenv (e.g. the code before a change): "
                         "measured in the same rounds, as a third variant")
     parser.add_argument("--run", action="store_true", help="run the jobs instead of -n (use few jobs)")

@@ -84,13 +84,18 @@ class Checker:
         key = None if fresh else shape(job)
         shapes = rule.memo.setdefault("shapes", {})
         if key is not None and key in shapes:
-            return replace(shapes[key], job=job)
+            # replace(…, job=job), without its per-field work: this runs once for every job of a large DAG
+            plan = object.__new__(JobPlan)
+            plan.__dict__.update(shapes[key].__dict__, job=job)
+            return plan
         real = os.path.realpath if fresh else self._real
         folders, links = self._real_folders(job, real)
-        job = replace(job, real_folders=folders, links=links)
+        job = replace(job, real_folders=folders, links=links) if folders else job  # mostly none: no copy
         base = job.shadow or self.workdir
         outside = [p for i in job.inputs if not under(p := real_path(os.path.join(base, i), folders), self.workdir)]
-        plan = job_plan(rule, replace(job, input_folders=frozenset(p for p in outside if self._is_folder(p, fresh))))
+        if outside:
+            job = replace(job, input_folders=frozenset(p for p in outside if self._is_folder(p, fresh)))
+        plan = job_plan(rule, job)
         sources = self._real_sources(plan.binds, real)
         plan = replace(plan, real_sources=sources) if sources else plan
         if key is not None and not folders and not outside and not plan.problems and \
@@ -132,7 +137,13 @@ class Checker:
 
     def _real(self, path: str) -> str:
         if path not in self._real_paths:
-            self._real_paths[path] = os.path.realpath(path)
+            parent, name = os.path.split(path)
+            if path.startswith("/") and parent != path and name not in ("", ".", "..") and not os.path.islink(path):
+                # realpath resolves every folder on the way; the parent's is known (a DAG's folders share
+                # parents), so a new folder costs one lstat instead of one per level
+                self._real_paths[path] = os.path.join(self._real(parent), name)
+            else:
+                self._real_paths[path] = os.path.realpath(path)
         return self._real_paths[path]
 
     def _with_real(self, paths: tuple[str, ...]) -> tuple[str, ...]:

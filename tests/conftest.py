@@ -37,13 +37,67 @@ def _missing(items) -> dict:
     return missing
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups (its worker's hook of the same name)
 def pytest_collection_modifyitems(config, items):
+    _group_for_workers(items)
     missing = _missing(items)
     if missing and os.environ.get("CI"):
         # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
         raise pytest.UsageError("integration prerequisites missing: " + "; ".join(sorted({m for v in missing.values() for m in v})))
     for item, needs in missing.items():
         item.add_marker(pytest.mark.skip(reason="; ".join(needs)))
+
+
+# --- Parallel runs (pytest-xdist: tools/test.sh runs `pytest -n N --dist loadgroup`) -------------------------
+# Any test may run beside any other: each makes its own folders (support.owned_dir, tmp_path), names its host
+# markers after its own process, and a batch test looks only at the jobs of its own work folder (other tests
+# submit to the same Slurm meanwhile). What must stay on one worker is found from what the tests use, never
+# from a list of files: tests that share a module- or class-scoped fixture (typically one Snakemake run that
+# several tests read) form one group, so that the run happens once, not once per worker.
+SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shared_instances(item) -> list[str]:
+    """The fixture instances this test shares with other tests, each as "where::name" (+ "#param index")."""
+    callspec = getattr(item, "callspec", None)
+    shared = []
+    for name in item.fixturenames:
+        definitions = item._fixtureinfo.name2fixturedefs.get(name)   # pytest's own record of what it will use
+        if not definitions or definitions[-1].scope not in SHARED_SCOPES:
+            continue
+        scope = definitions[-1].scope
+        owner = (item.getparent(pytest.Class) if scope == "class" else None) or item.getparent(pytest.Module)
+        where = definitions[-1].baseid if scope == "package" else owner.nodeid
+        index = f"#{callspec.indices[name]}" if callspec and name in callspec.indices else ""
+        shared.append(f"{where}::{name}{index}")
+    return shared
+
+
+def _group_for_workers(items) -> None:
+    """Puts tests that share a fixture instance, directly or through others, in one xdist_group."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys_of = {item: _shared_instances(item) for item in items}
+    for keys in keys_of.values():
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    for item, keys in keys_of.items():
+        if keys:
+            item.add_marker(pytest.mark.xdist_group(root(keys[0])))
+
+
+def pytest_collection_finish(session):
+    """On a pytest-xdist worker with --dist loadgroup, the groups must have reached the scheduler: a pytest that
+    pytest-xdist cannot rename tests in would make each worker run a shared fixture again (and tests collide)."""
+    if session.config.getoption("loadgroup", False) and any(
+            item.get_closest_marker("xdist_group") and "@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist did not apply the test groups (xdist_group) with this pytest: "
+                                "install the versions of pyproject.toml's test extra (tools/venv.sh)")
 
 
 @pytest.fixture(scope="session")

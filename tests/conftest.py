@@ -1,4 +1,5 @@
-"""Fixtures and the prerequisite gate for tests that need the real Apptainer, test user and Slurm."""
+"""Fixtures, the prerequisite gate for tests that need the real Apptainer, test user and Slurm, and the groups
+of tests that must share a worker when the suite runs in parallel."""
 
 import os
 import shutil
@@ -37,7 +38,9 @@ def _missing(items) -> dict:
     return missing
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups (its worker's hook of the same name)
 def pytest_collection_modifyitems(config, items):
+    _group_for_workers(items)
     missing = _missing(items)
     if missing and os.environ.get("CI"):
         # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
@@ -46,9 +49,62 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason="; ".join(needs)))
 
 
+# --- Parallel runs (pytest-xdist: tools/test.sh runs `pytest -n N --dist loadgroup`) -------------------------
+# Any test may run beside any other: each makes its own folders (support.owned_dir, tmp_path), names its host
+# markers after its own process, and a batch test looks only at the jobs of its own work folder (other tests
+# submit to the same Slurm meanwhile). What must stay on one worker is found from what the tests use, never
+# from a list of files: tests that share a module- or class-scoped fixture (typically one Snakemake run that
+# several tests read) form one group, so that the run happens once, not once per worker.
+SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shared_instances(item) -> list[str]:
+    """The fixture instances this test shares with other tests, each as "where::name" (+ "#param index")."""
+    callspec = getattr(item, "callspec", None)
+    shared = []
+    for name in item.fixturenames:
+        definitions = item._fixtureinfo.name2fixturedefs.get(name)   # pytest's own record of what it will use
+        if not definitions or definitions[-1].scope not in SHARED_SCOPES:
+            continue
+        scope = definitions[-1].scope
+        owner = (item.getparent(pytest.Class) if scope == "class" else None) or item.getparent(pytest.Module)
+        where = definitions[-1].baseid if scope == "package" else owner.nodeid
+        index = f"#{callspec.indices[name]}" if callspec and name in callspec.indices else ""
+        shared.append(f"{where}::{name}{index}")
+    return shared
+
+
+def _group_for_workers(items) -> None:
+    """Puts tests that share a fixture instance, directly or through others, in one xdist_group."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys_of = {item: _shared_instances(item) for item in items}
+    for keys in keys_of.values():
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    for item, keys in keys_of.items():
+        if keys:
+            item.add_marker(pytest.mark.xdist_group(root(keys[0])))
+
+
+def pytest_configure(config):
+    # pytest-xdist 3.8 puts a test in its group by renaming it through Node._nodeid, which pytest 9.2 replaced:
+    # there the groups are silently ignored, and each worker would run a shared fixture again.
+    if config.getoption("dist", "no") == "loadgroup" and not any(
+            "_nodeid" in getattr(cls, "__slots__", ()) for cls in pytest.Item.__mro__):
+        raise pytest.UsageError(f"pytest-xdist cannot group tests (xdist_group) under pytest {pytest.__version__}: "
+                                "install the versions of pyproject.toml's test extra (bash tools/venv.sh 9)")
+
+
 @pytest.fixture(scope="session")
 def image():
-    """The busybox + bash test image, built locally once per session (no registry is reachable)."""
+    """The busybox + bash test image, built locally once per session, i.e. per worker in a parallel run (~1 s;
+    no registry is reachable)."""
     out = Path(tempfile.mkdtemp(prefix="singcontain-image-", dir="/tmp"))
     out.chmod(0o755)
     sif = out / "test.sif"

@@ -3,10 +3,12 @@
 # as root, without systemd.
 #
 #   tools/htcondor.sh install|up|down|status    (status exits 0 only when up; up installs first)
+#   (install, up and down hold a lock, $PREFIX.lock, so concurrent calls run one after the other)
 #
 # Environment: SINGCONTAIN_HTCONDOR_PREFIX (default /opt/singcontain/htcondor) holds the install, the
 # configuration and, under var/, the pool's state, logs (var/log/condor) and execute folder.
 # SINGCONTAIN_HTCONDOR_SUBMIT_ONLY (default /srv/singcontain-submit-only): a folder jobs see empty.
+# SINGCONTAIN_HTCONDOR_WAIT (default 120): seconds `up` waits for the pool to advertise its slot.
 #
 # Debian 12 has no HTCondor and Debian 13's is 23.x; sid's 25.x needs glibc >= 2.38, so it runs the way
 # tools/install-apptainer.sh runs sid's Apptainer: the packages come through a private apt state (the
@@ -23,6 +25,7 @@ PIDFILE=$VAR/run/condor_master.pid
 PROFILE=/etc/profile.d/singcontain-htcondor.sh
 STAMP=$PREFIX/.singcontain-installed
 SUBMIT_ONLY=${SINGCONTAIN_HTCONDOR_SUBMIT_ONLY:-/srv/singcontain-submit-only}
+WAIT=${SINGCONTAIN_HTCONDOR_WAIT:-120}   # seconds `up` waits for the pool's slot
 LOG=/tmp/singcontain-htcondor-install.log
 LDSO=ld-linux-x86-64.so.2
 # There is no condor account: the daemons drop to nobody (the starter still runs jobs as their owner).
@@ -53,11 +56,7 @@ install() {
     t0=$(now)
     [[ $(id -u) == 0 ]] || die "must run as root"
     [[ $(uname -m) == x86_64 ]] || die "only x86_64 is supported"
-    mkdir -p "${PREFIX%/*}"
-    # Serialise concurrent installs; the lock is released on return, so that no daemon inherits it.
-    exec 9>>"$PREFIX.lock"
-    flock 9
-    if installed; then exec 9>&-; return 0; fi
+    if installed; then return 0; fi
     : >"$LOG"
     for p in patchelf debian-archive-keyring; do
         [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) == "ii " ]] || missing+=("$p")
@@ -114,7 +113,6 @@ install() {
     installed || { condor condor_version; die "the installed HTCondor does not run (see $LOG)"; }
     rm -rf "$work"
     trap - EXIT
-    exec 9>&-
     printf 'htcondor.sh: installed in %s s: %s (%s packages, %s)\n' "$(since "$t0")" "$(cat "$STAMP")" \
         "${#PACKAGES[@]}" "$(du -sh "$PREFIX" | cut -f1)"
 }
@@ -125,6 +123,13 @@ alive() {
     local p st; p=$(pid)
     [[ -n $p && $(cat "/proc/$p/comm" 2>/dev/null) == condor_master ]] || return 1
     read -r _ _ st _ <"/proc/$p/stat" 2>/dev/null && [[ $st != Z ]]
+}
+# True once the recorded master has exited (or is a zombie); a PID still being exec'd into it has not.
+exited() {
+    local p st; p=$(pid)
+    [[ -n $p ]] || return 0
+    read -r _ _ st _ <"/proc/$p/stat" 2>/dev/null || return 0
+    [[ $st == Z ]]
 }
 # Processes running a program of our prefix (the master's daemons, starters), whatever their parent now
 # is: the daemons' command lines do not carry the prefix, their executables do.
@@ -145,9 +150,9 @@ down() {
     local p d
     p=$(pid)
     if alive; then
-        kill -TERM "$p"   # the master stops its daemons (and their jobs) before exiting
+        kill -TERM "$p" 2>/dev/null || true   # the master stops its daemons (and their jobs) before exiting; it may just have exited
         for _ in $(seq 200); do [[ -z $(ours) ]] && ! alive && break; sleep 0.1; done
-        if alive; then note "condor_master ($p) ignored SIGTERM for 20 s, killing"; kill -KILL "$p"; fi
+        if alive; then note "condor_master ($p) ignored SIGTERM for 20 s, killing"; kill -KILL "$p" 2>/dev/null || true; fi
     fi
     # Daemons left over by a killed master (their executables lie in our prefix).
     for d in $(ours); do note "stopping left-over daemon $d"; kill -KILL "$d" 2>/dev/null || true; done
@@ -200,16 +205,18 @@ JOB_START_DELAY = 0
 MOUNT_UNDER_SCRATCH = /tmp,/var/tmp,$SUBMIT_ONLY
 EOF
     CONDOR_CONFIG=$CONFIG setsid "$PREFIX/usr/sbin/condor_master" -f \
-        </dev/null >>"$VAR/log/condor/master.out" 2>&1 &
+        </dev/null >>"$VAR/log/condor/master.out" 2>&1 9>&- &   # 9: the lock, which must not outlive us
     echo $! >"$PIDFILE"
-    for _ in $(seq 300); do
-        slots=$(condor condor_status -af Name 2>/dev/null || true)
-        [[ -n $slots ]] && break
-        alive || break
-        sleep 0.1
+    # Ready when the collector lists the slot; bounded (a busy machine may need far more than the usual 3 s),
+    # and over early if the master has exited (not merely while it is still being exec'd).
+    local end=$((SECONDS + WAIT)) why="waited $WAIT s"
+    until slots=$(condor condor_status -af Name 2>/dev/null) && [[ -n $slots ]]; do
+        if exited; then why="condor_master exited"; break; fi
+        ((SECONDS < end)) || break
+        sleep 0.2
     done
     if [[ -z $slots ]]; then
-        echo "htcondor.sh: no slot advertised after $(since "$t1") s ($(status || true)); logs in $VAR/log/condor:" >&2
+        echo "htcondor.sh: no slot advertised after $(since "$t1") s ($why; $(status || true)); logs in $VAR/log/condor:" >&2
         tail -n 15 "$VAR"/log/condor/{MasterLog,StartLog,CollectorLog,master.out} >&2 2>/dev/null || true
         down
         exit 1
@@ -224,11 +231,19 @@ EOF
         "$(condor condor_status -af TotalSlotCpus 2>/dev/null | head -1)" "$(pid)" "$CONFIG" "$VAR/log/condor"
 }
 
+# One install, up or down at a time (another waits for it); the lock goes with this process.
+lock() {
+    [[ $(id -u) == 0 ]] || die "must run as root"
+    mkdir -p "${PREFIX%/*}"
+    exec 9>>"$PREFIX.lock"
+    flock -w 600 9 || die "another tools/htcondor.sh install, up or down has held $PREFIX.lock for 600 s"
+}
+
 case ${1:-} in
-    install) install; note "$(cat "$STAMP") in $PREFIX" ;;
-    up) up ;;
+    install) lock; install; note "$(cat "$STAMP") in $PREFIX" ;;
+    up) lock; up ;;
     down)
-        [[ $(id -u) == 0 ]] || die "must run as root"
+        lock
         t0=$(now); was=$(status || true); down
         [[ $was == down ]] && note "was not up" || printf 'htcondor.sh: down in %s s\n' "$(since "$t0")" ;;
     status) status ;;

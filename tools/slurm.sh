@@ -4,7 +4,10 @@
 #   tools/slurm.sh up|down|status       (status exits 0 only when up)
 #
 # Environment: SINGCONTAIN_SLURM_DIR (default /tmp/singcontain-slurm) holds slurm.conf, state, spool,
-# logs and PIDs; SINGCONTAIN_SLURMCTLD_PORT / SINGCONTAIN_SLURMD_PORT (default 6817 / 6818).
+# logs and PIDs; SINGCONTAIN_SLURMCTLD_PORT / SINGCONTAIN_SLURMD_PORT (default 6817 / 6818);
+# SINGCONTAIN_SLURM_WAIT (default 120): seconds `up` waits for each daemon's answer before it gives up.
+# `up` and `down` hold a lock (the folder's name + .lock), so concurrent calls run one after the other.
+# Sourced (`source tools/slurm.sh`), it only defines its functions.
 # No accounting (no slurmdbd): `sacct` does not work, so Snakemake's slurm executor needs
 # `--slurm-status-command squeue`, and cluster-generic needs tools/slurm-status.sh as status command.
 # On a machine whose service manager already runs (or, on installing the packages, just started) the
@@ -20,6 +23,8 @@ D=${SINGCONTAIN_SLURM_DIR:-/tmp/singcontain-slurm}
 CTLD_PORT=${SINGCONTAIN_SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${SINGCONTAIN_SLURMD_PORT:-6818}
 PARTITION=main
+WAIT=${SINGCONTAIN_SLURM_WAIT:-120}
+LOCK=${D%/}.lock
 # Our config files are symlinked into /etc/slurm: slurm.conf must be there (slurm-jobstep strips
 # SLURM_CONF before its `srun`), and cgroup.conf is read from beside it.
 CONF_FILES=(slurm.conf cgroup.conf)
@@ -56,7 +61,8 @@ down() {
         for _ in $(seq 100); do [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break; sleep 0.1; done
     fi
     # All at once: each daemon takes ~2 s to shut down, none needs another to do so.
-    for d in "${DAEMONS[@]}"; do if ours_alive "$d"; then kill -TERM "$(pid_of "$d")"; fi; done
+    # A daemon may exit between the check and the signal: that is what we want, not an error.
+    for d in "${DAEMONS[@]}"; do if ours_alive "$d"; then kill -TERM "$(pid_of "$d")" 2>/dev/null || true; fi; done
     for _ in $(seq 100); do
         any=""
         for d in "${DAEMONS[@]}"; do if ours_alive "$d"; then any=1; fi; done
@@ -64,7 +70,7 @@ down() {
         sleep 0.1
     done
     for d in "${DAEMONS[@]}"; do
-        if ours_alive "$d"; then note "$d ($(pid_of "$d")) ignored SIGTERM for 10 s, killing"; kill -KILL "$(pid_of "$d")"; fi
+        if ours_alive "$d"; then note "$d ($(pid_of "$d")) ignored SIGTERM for 10 s, killing"; kill -KILL "$(pid_of "$d")" 2>/dev/null || true; fi
     done
     # Exited daemons stay zombies until PID 1 reaps them (~2 s here): wait a little so that `pgrep`
     # right after `down` shows nothing.
@@ -106,18 +112,23 @@ stop_foreign() {  # port
         || { down; die "port $1 is in use by ${name:-an unknown process} (PID ${pid:-?}); set SINGCONTAIN_SLURMCTLD_PORT/SINGCONTAIN_SLURMD_PORT"; }
     rec=$D/foreign/$(date +%s%N)-$name
     mkdir -p "$rec"
-    unit=$(sed -n 's|^0::.*/\([^/]*\.service\)$|\1|p' "/proc/$pid/cgroup" 2>/dev/null)
+    unit=$(sed -n 's|^0::.*/\([^/]*\.service\)$|\1|p' "/proc/$pid/cgroup" 2>/dev/null || true)
     if [[ $(cat /proc/1/comm) == systemd && -n $unit ]]; then
         echo "$unit" >"$rec/unit"
         note "stopping $unit (its $name holds port $1; started again by down)"
         systemctl stop "$unit"
         return
     fi
-    cp "/proc/$pid/cmdline" "$rec/cmdline"; cp "/proc/$pid/environ" "$rec/environ"
-    readlink "/proc/$pid/exe" >"$rec/exe"; readlink "/proc/$pid/cwd" >"$rec/cwd"
-    awk '/^Uid:/ {print $2 >"'"$rec"'/uid"} /^Gid:/ {print $2 >"'"$rec"'/gid"}' "/proc/$pid/status"
-    note "stopping $name (PID $pid, $(tr '\0' ' ' <"$rec/cmdline"), uid $(cat "$rec/uid")) on port $1; started again by down"
-    kill -TERM "$pid"
+    # The daemon may exit while it is being recorded: then there is nothing to stop, nor to start again.
+    if ! { cp "/proc/$pid/cmdline" "$rec/cmdline" && cp "/proc/$pid/environ" "$rec/environ" &&
+           readlink "/proc/$pid/exe" >"$rec/exe" && readlink "/proc/$pid/cwd" >"$rec/cwd" &&
+           awk '/^Uid:/ {print $2 >"'"$rec"'/uid"} /^Gid:/ {print $2 >"'"$rec"'/gid"}' "/proc/$pid/status"; } 2>/dev/null; then
+        rm -rf "$rec"
+        note "$name (PID $pid) on port $1 exited by itself"
+    else
+        note "stopping $name (PID $pid, $(tr '\0' ' ' <"$rec/cmdline"), uid $(cat "$rec/uid")) on port $1; started again by down"
+        kill -TERM "$pid" 2>/dev/null || true
+    fi
     for _ in $(seq 100); do
         [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]] || break
         read -r _ _ st _ <"/proc/$pid/stat" 2>/dev/null && [[ $st == Z ]] && break
@@ -143,7 +154,7 @@ restore_foreign() {
             # Same user, folder, environment and argv (argv[0] included) as before, detached like a service.
             (cd "$(cat "$rec/cwd")" && exec setsid setpriv --reuid="$(cat "$rec/uid")" --regid="$(cat "$rec/gid")" \
                 --init-groups env -i "${envs[@]}" bash -c 'exec -a "$0" "$@"' "${args[0]}" "$prog" "${args[@]:1}" \
-                </dev/null >/dev/null 2>&1 &)
+                </dev/null >/dev/null 2>&1 8>&- &)
         fi
         [[ $name == slurmctld ]] && port=$CTLD_PORT || port=$SLURMD_PORT
         for _ in $(seq 100); do [[ -n $(listener "$port") ]] && break; sleep 0.1; done
@@ -156,17 +167,51 @@ restore_foreign() {
 # (setsid execs in place here, so $! is the daemon itself; every daemon runs in the foreground).
 start() {
     local name=$1; shift
-    setsid "$@" </dev/null >>"$D/log/$name.out" 2>&1 &
+    setsid "$@" </dev/null >>"$D/log/$name.out" 2>&1 8>&- &   # 8: the lock, which must not outlive us
     echo $! >"$D/run/$name.pid"
 }
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+ctld_answers() { scontrol ping 2>/dev/null | grep -q ' is UP'; }
+node_state() { sinfo -h -N -n "$1" -o %t 2>/dev/null || true; }
+node_idle() { [[ $(node_state "$1") == idle ]]; }
+
+# True once the daemon recorded as $1 has exited (or is a zombie). Unlike `alive`, a PID still being exec'd
+# into its program (its name still that of the shell) has not exited.
+exited() {
+    local pid st; pid=$(pid_of "$1")
+    [[ -n $pid ]] || return 0
+    read -r _ _ st _ <"/proc/$pid/stat" 2>/dev/null || return 0
+    [[ $st == Z ]]
+}
+
+# await WHAT COMMAND...: asks COMMAND every 0.2 s until it succeeds, for up to $WAIT s (a busy machine may need
+# far more than the usual second); gives up early when a daemon started here has exited.
+await() {
+    local what=$1 end=$((SECONDS + WAIT)) told="" d; shift
+    until "$@"; do
+        for d in "${DAEMONS[@]}"; do
+            if [[ -e $D/run/$d.pid ]] && exited "$d"; then WHY="$d exited"; return 1; fi
+        done
+        ((SECONDS < end)) || { WHY="waited ${WAIT} s"; return 1; }
+        if [[ -z $told ]] && ((SECONDS + WAIT - end >= 10)); then note "still waiting for $what"; told=1; fi
+        sleep 0.2
+    done
+}
+
+# A start that failed: why, the daemons' logs, and nothing of ours left running.
+fail() {
+    echo "slurm.sh: $1 (${WHY:-}; $(status || true)) after $(since "$T0") s; logs in $D/log:" >&2
+    tail -n 15 "$D/log/slurmctld.log" "$D/log/slurmd.log" "$D"/log/*.out >&2 2>/dev/null || true
+    down
+    exit 1
+}
 ours() { [[ -L /etc/slurm/$1 && $(readlink "/etc/slurm/$1") == "$D/$1" ]]; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 up() {
-    local t0 missing=() p ver node cpus mem
-    t0=$(now)
+    local missing=() p ver node cpus mem
+    T0=$(now)
     [[ $(id -u) == 0 ]] || die "must run as root"
     if status >/dev/null; then note "already up (PIDs in $D/run)"; return 0; fi
     down >/dev/null   # a partial start: clean up what is left of it first
@@ -255,41 +300,36 @@ EOF
     local other
     other=$(pid_named munged)
     if [[ -n $other ]]; then
-        for _ in $(seq 50); do munge_works && break; sleep 0.1; done
-        munge_works || { down; die "a munged (PID $other) runs but does not answer \`munge -n | unmunge\`; fix or stop it"; }
+        await "the running munged (PID $other) to answer \`munge -n | unmunge\`" munge_works \
+            || fail "a munged (PID $other) runs but does not answer \`munge -n | unmunge\`; fix or stop it"
         echo "$other" >"$D/run/munged.reused"
         note "using the running munged (PID $other)"
     else
         start munged setpriv --reuid=munge --regid=munge --init-groups munged -F
-        for _ in $(seq 50); do munge_works && break; sleep 0.1; done
-        if ! alive munged || ! munge_works; then
-            tail "$D/log/munged.out" >&2; down; die "munged did not start"
-        fi
+        await "munged to answer" munge_works || fail "munged did not answer \`munge -n | unmunge\`"
     fi
-
+    # One daemon after the other, each waited for by its own answer: slurmd registers with a slurmctld that
+    # answers, and the node is ready when slurmctld reports it idle.
     start slurmctld slurmctld -D
+    await "slurmctld to answer" ctld_answers || fail "slurmctld did not answer \`scontrol ping\`"
     start slurmd slurmd -D -N "$node"
-
-    local state=""
-    for _ in $(seq 300); do
-        state=$(sinfo -h -N -n "$node" -o %t 2>/dev/null || true)
-        [[ $state == idle ]] && break
-        status >/dev/null || break   # a daemon died: no point in waiting
-        sleep 0.1
-    done
-    if [[ $state != idle ]]; then
-        echo "slurm.sh: node not idle (state: '${state:-no answer}'; $(status)) after $(since "$t0") s; logs in $D/log:" >&2
-        tail -n 15 "$D/log/slurmctld.log" "$D/log/slurmd.log" "$D"/log/*.out >&2 2>/dev/null || true
-        down
-        exit 1
-    fi
+    await "node $node to be idle" node_idle "$node" \
+        || fail "node $node is not idle (state: '$(node_state "$node")')"
     printf 'slurm.sh: up in %s s: Slurm %s, node %s (%s CPUs, %s MB), partition %s (default), slurmctld :%s, slurmd :%s, logs %s\n' \
-        "$(since "$t0")" "$ver" "$node" "$cpus" "$mem" "$PARTITION" "$CTLD_PORT" "$SLURMD_PORT" "$D/log"
+        "$(since "$T0")" "$ver" "$node" "$cpus" "$mem" "$PARTITION" "$CTLD_PORT" "$SLURMD_PORT" "$D/log"
 }
 
+# One up or down at a time (another waits for it); the lock goes with this process.
+lock() {
+    exec 8>>"$LOCK"
+    flock -w "$WAIT" 8 || die "another tools/slurm.sh up or down has held $LOCK for ${WAIT} s"
+}
+
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 case ${1:-} in
-    up) up ;;
+    up) lock; up ;;
     down)
+        lock
         t0=$(now); was=$(status || true); down
         [[ $was == down ]] && note "was not up" || printf 'slurm.sh: down in %s s\n' "$(since "$t0")" ;;
     status) status ;;

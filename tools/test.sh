@@ -2,24 +2,53 @@
 # The project's test command (README, .ci/run): sets up everything the tests need on a fresh Debian 12/13
 # machine as root — Apptainer, the ordinary test user, one virtualenv per supported Snakemake major,
 # a single-node Slurm and a personal HTCondor — runs the suite, and stops the daemons it started.
-# Extra arguments go to the first pytest run (e.g. tools/test.sh -k refused).
+#
+#   tools/test.sh [PYTEST ARGS...]     the whole suite (extra arguments go to the Snakemake 9 run, e.g. -k refused)
+#   tools/test.sh --fast [PYTEST ARGS...]   the tier to run after each change (docs/developing.md)
+#
+# Each set-up step skips what is already done: an installed Apptainer, an up-to-date virtualenv (the project is
+# reinstalled only when one of its files changed), a Slurm or HTCondor that already runs (and is left running).
+# Tests run in parallel: SINGCONTAIN_TEST_WORKERS pytest-xdist workers (default 4; an integration test mostly
+# waits for Snakemake's start-up and Apptainer, so more workers than cores pay). tests/conftest.py keeps the
+# tests that share a fixture's run on one worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "tools/test.sh: run as root (it installs packages and switches to the test user)" >&2; exit 2; }
+fast=""
+if [[ ${1:-} == --fast ]]; then fast=1; shift; fi
+workers=${SINGCONTAIN_TEST_WORKERS:-4}
 
 start=$(date +%s)
 bash tools/install-apptainer.sh
 id -u singtest >/dev/null 2>&1 || useradd -m singtest
 venv9=$(bash tools/venv.sh 9)
+pytest9=("$venv9/bin/python" -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup)
+if [[ -n $fast ]]; then
+    # The pure tests, and real contained runs and refusals on this machine's Apptainer: no batch system, one
+    # Snakemake.
+    echo "set-up took $(( $(date +%s) - start )) s"
+    exec "${pytest9[@]}" -m "not slurm and not htcondor" tests/unit tests/integration/test_contained.py \
+        tests/integration/test_refused.py tests/integration/test_escapes.py "$@"
+fi
 venv8=$(bash tools/venv.sh 8)
-bash tools/slurm.sh up
-trap 'bash tools/slurm.sh down' EXIT
-bash tools/htcondor.sh up
-trap 'bash tools/htcondor.sh down; bash tools/slurm.sh down' EXIT
+started=()   # the batch systems this run started, stopped again at its end
+trap 'for s in "${started[@]}"; do bash "tools/$s.sh" down; done' EXIT
+for s in slurm htcondor; do
+    if bash "tools/$s.sh" status >/dev/null; then
+        echo "$s.sh: already up; left running"
+    else
+        started=("$s" "${started[@]}")
+        bash "tools/$s.sh" up
+    fi
+done
 echo "set-up took $(( $(date +%s) - start )) s"
 
 status=0
-# Everything on Snakemake 9; the Snakemake-facing tests again on Snakemake 8 (Slurm's plugin: 9 only).
-"$venv9/bin/python" -m pytest -p no:cacheprovider -q tests "$@" || status=$?
-"$venv8/bin/python" -m pytest -p no:cacheprovider -q tests/integration -m "not slurm" || status=$?
+# Everything on Snakemake 9. On Snakemake 8 again only what depends on Snakemake's internals (marked
+# snakemake_internals: the plugin's hooks into Snakemake, real contained runs, the node side, escapes through
+# Snakemake's own actions); the policy, the checks, the CLI's rendering and Apptainer's behaviour do not change
+# with Snakemake's major. Slurm's executor plugin exists for Snakemake 9 only.
+"${pytest9[@]}" tests "$@" || status=$?
+"$venv8/bin/python" -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup tests/integration \
+    -m "snakemake_internals and not slurm" || status=$?
 exit $status

@@ -2,7 +2,8 @@
 # Usage: tools/venv.sh 8|9 — a virtualenv with the supported Snakemake of that major, its executor
 # plugins, and this project installed (not editable: the ordinary test user must be able to read it all).
 # Made from Debian's /usr/bin/python3 under /opt, since the default Python lives under /root (mode 700).
-# Prints the venv's path. Idempotent: reinstalls only this project when nothing else changed.
+# Prints the venv's path. Idempotent: reinstalls this project only when its files changed, the rest only
+# when the pins or pyproject.toml did.
 set -euo pipefail
 major=${1:?usage: tools/venv.sh 8|9}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +28,16 @@ if [ "$(cat "$venv/.singcontain-stamp" 2>/dev/null)" != "$stamp" ]; then
   # shellcheck disable=SC2086
   "$venv/bin/pip" install -q $pins "$repo[test]" >>"$log" 2>&1 || fail
   echo "$stamp" > "$venv/.singcontain-stamp"
+  rm -f "$venv/.singcontain-project"
 fi
-"$venv/bin/pip" install -q --no-deps --force-reinstall "$repo" >>"$log" 2>&1 || fail
-chmod -R a+rX "$venv"
+# The project itself, again whenever one of its files changed (~5 s; skipped when nothing did).
+project=$(cd "$repo" && find setup.py pyproject.toml snakemake_singcontain.pth snakemake_singcontain -name __pycache__ -prune \
+          -o -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.singcontain-project" 2>/dev/null)" != "$project" ] \
+   || ! compgen -G "$venv/lib/python3*/site-packages/snakemake_singcontain/__init__.py" >/dev/null; then
+  rm -f "$venv/.singcontain-project"
+  "$venv/bin/pip" install -q --no-deps --force-reinstall "$repo" >>"$log" 2>&1 || fail
+  chmod -R a+rX "$venv"
+  echo "$project" > "$venv/.singcontain-project"
+fi
 echo "$venv"

@@ -60,13 +60,16 @@ def owned(base: Path, name: str) -> Path:
     return path
 
 
-def condor_jobs() -> set[str]:
-    """Every job the pool's schedd knows: queued, running and finished (history)."""
+def condor_jobs(work: Path) -> set[str]:
+    """Every job the pool's schedd knows that runs in the folder work: queued, running and finished (history).
+    Only those: other tests may submit their own jobs to the same pool meanwhile."""
     ids = set()
     for argv in (["condor_q", "-allusers"], ["condor_history"]):
-        run = as_user([str(PREFIX / "usr/bin" / argv[0]), *argv[1:], "-af", "GlobalJobId"], cwd="/", env=CONDOR_ENV)
+        run = as_user([str(PREFIX / "usr/bin" / argv[0]), *argv[1:], "-af", "GlobalJobId", "Iwd"], cwd="/",
+                      env=CONDOR_ENV)
         assert run.returncode == 0, run
-        ids |= set(run.output.split())
+        ids |= {job for job, _, folder in (line.partition(" ") for line in run.output.splitlines())
+                if folder == str(work)}
     return ids
 
 
@@ -172,10 +175,10 @@ def workflow(base: Path, name: str, policy: str, output="results/conditions.txt"
 def test_refused_workflow_submits_no_job(case, base, job_image):
     policy, output, code = REFUSALS[case]
     work, site = workflow(base, f"refused-{code}", policy, output)
-    before = condor_jobs()
+    before = condor_jobs(work)
     run = snakemake(work, *HTCONDOR_ARGS, "--config", f"image={job_image}", env=CONDOR_ENV)
     assert run.returncode != 0 and code in run.output and "nothing was submitted" in run.output, run
-    assert condor_jobs() == before  # zero jobs reached HTCondor
+    assert condor_jobs(work) == before  # zero jobs reached HTCondor
 
 
 def submit_only() -> Path:

@@ -49,7 +49,7 @@ cp /etc/slurm/slurm.conf "$work/pkg.conf"
 # slurmctld/slurmd as their units start them (Type=simple, in the foreground, on 6817/6818).
 (cd / && setsid /usr/sbin/slurmctld -D -s </dev/null >/dev/null 2>&1 &)
 (cd / && setsid /usr/sbin/slurmd -D -s </dev/null >/dev/null 2>&1 &)
-source <(sed -n '/^listener()/,/^pid_named/p' "$repo/tools/slurm.sh")
+source "$repo/tools/slurm.sh"   # its functions only (listener, pid_named)
 show() {  # name pid: one line "name pid uid cmdline"
     echo "$1 $2 $(awk '/^Uid:/ {print $2}' /proc/$2/status) $(tr '\0' ' ' </proc/$2/cmdline)"
 }

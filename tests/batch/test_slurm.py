@@ -25,10 +25,11 @@ rule read_conditions:
 """
 
 
-def slurm_jobs() -> set[str]:
-    """Every job slurmctld knows, finished ones included (kept for MinJobAge = 300 s)."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, check=True).stdout
-    return set(out.split())
+def slurm_jobs(work) -> set[str]:
+    """Every job slurmctld knows that runs in the folder work, finished ones included (kept for MinJobAge = 300 s).
+    Only those: other tests submit their own jobs to the same Slurm meanwhile."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%Z"], capture_output=True, text=True, check=True).stdout
+    return {job for job, _, folder in (line.partition("|") for line in out.splitlines()) if folder == str(work)}
 
 
 def workflow(policy: str, output="results/conditions.txt", snakefile=SNAKEFILE):
@@ -64,10 +65,10 @@ def test_refused_workflow_submits_nothing(executor, case, image, runtime_with_co
     env = {}
     if code == "SC201":
         env["PATH"] = f"{runtime_with_conf({'allow pid ns': 'no'})}:/usr/local/bin:/usr/bin:/bin"
-    before = slurm_jobs()
+    before = slurm_jobs(work)
     run = snakemake(work, *submit_args(executor), "--config", f"image={image}", env=env)
     assert run.returncode != 0 and code in run.output and "nothing was submitted" in run.output, run
-    assert slurm_jobs() == before  # zero jobs reached Slurm
+    assert slurm_jobs(work) == before  # zero jobs reached Slurm
 
 
 # The bind source exists when Snakemake checks and submits; a first Slurm job moves it away, so it is not there

@@ -87,6 +87,7 @@ def no_traceback(run):
     assert "Traceback" not in run.output and 'File "' not in run.output, run
 
 
+@pytest.mark.snakemake_internals   # the DAG from Snakemake's own dry run
 def test_check_clean_workflow(image, clean):
     work, _, scratch = clean
     run = singcontain(work, "check", *config(image, scratch))
@@ -183,6 +184,7 @@ def test_init_writes_a_starter_and_never_overwrites(image):
     no_traceback(run)
 
 
+@pytest.mark.snakemake_internals   # the DAG from Snakemake's own dry run
 def test_init_lists_rules_with_snakemake(image, clean):
     """The starter loads as a policy, and `singcontain check` passes with it."""
     work, _, scratch = clean
@@ -229,6 +231,7 @@ def test_schema_and_module_entry_point(clean):
     assert json.loads(Path(run.output.strip()).read_text()) == schema
 
 
+@pytest.mark.snakemake_internals   # the DAG from Snakemake's own dry run
 def test_snakefile_error_is_snakemakes_message(image):
     broken = SNAKEFILE.replace('output: "results/plot.txt"', 'output "results/plot.txt"')
     work, _, scratch = make_workflow("singcontain-cli-smk-", POLICY, snakefile=broken)

@@ -11,7 +11,7 @@ import pytest
 from support import SBATCH_ARGS, SLURM_ARGS, USER, chown_tree, owned_dir, snakemake
 
 WORKFLOW = Path(__file__).parent / "workflows" / "contained"
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 EXECUTORS = {
     "local": [],

@@ -20,7 +20,7 @@ import pytest
 from support import USER, chown_tree, owned_dir, snakemake, user_entry
 
 WORKFLOW = Path(__file__).parent / "workflows" / "escapes"
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 

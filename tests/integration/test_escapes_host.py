@@ -15,7 +15,7 @@ import pytest
 from support import SNAKEMAKE, as_user, chown_tree, owned_dir, runtime_binary, snakemake
 
 WORKFLOWS = Path(__file__).parent / "workflows" / "escapes_host"
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 REFUSED = "the containment policy failed its checks; nothing was submitted."
 LIB_SECRET = f"singcontain-lib-secret-{os.getpid()}"

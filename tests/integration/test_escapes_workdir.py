@@ -16,7 +16,7 @@ import pytest
 from support import chown_tree, owned_dir, snakemake, user_entry
 
 WORKFLOWS = Path(__file__).parent / "workflows" / "escapes_workdir"
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 EROFS = "Read-only file system"
 REFUSED = "the containment policy failed its checks; nothing was submitted."

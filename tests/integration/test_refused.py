@@ -10,7 +10,7 @@ import pytest
 
 from support import SNAKEMAKE, USER, as_user, chown_tree, owned_dir, snakemake
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 SNAKEFILE = """\
 from snakemake_singcontain import contain

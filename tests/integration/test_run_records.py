@@ -17,7 +17,7 @@ import pytest
 from snakemake_singcontain import records
 from support import ROOT, SLURM_ARGS, as_user, chown_tree, owned_dir, snakemake
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 SINGCONTAIN = str(Path(sys.executable).with_name("singcontain"))
 SNAKEFILE = """

@@ -11,7 +11,7 @@ import pytest
 
 from support import SBATCH_ARGS, SLURM_ARGS, SNAKEMAKE, as_user, chown_tree, owned_dir, snakemake
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 SNAKEFILE = """\
 rule all:

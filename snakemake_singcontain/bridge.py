@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from . import attest, conda, jobstart, preflight, records, report, seal
@@ -198,6 +199,18 @@ def _wrap_shellcmd() -> None:
     singularity.shellcmd = shellcmd
 
 
+def _resource_varies(rule, name: str) -> bool | None:
+    """Whether the jobs of `rule` may differ in resource `name`: None where the rule has none, False where all
+    have the same (a value, or Snakemake's own default tmpdir), True where it is a function of the job."""
+    resources = rule.resources
+    if name not in resources.keys():
+        return None
+    value = resources[name]
+    if hasattr(value, "is_evaluable"):  # 9.x: a Resource; the default tmpdir is the expression system_tmpdir
+        return value.is_evaluable() and value.raw != "system_tmpdir"
+    return callable(value)  # 8.x: the value, or a function
+
+
 def _path_or_uri(source_file) -> str:
     try:
         return source_file.get_path_or_uri(secret_free=False)  # 9.x
@@ -320,12 +333,15 @@ class _Bridge:
         self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
         self._symlinks: dict[str, str | None] = {}  # input -> where it leads, if a symlink
-        self._env_judged: dict[tuple, list] = {}  # (rule, threads, tmpdir) -> SC209 (message, fix) pairs
+        self._env_judged: dict[tuple, list] = {}  # (rule, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
         self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
         self._recorder: records.Recorder | None = None
         self._scratch: dict[int, str] = {}  # a running job's arguments -> its own /tmp folder, removed at its end
         self._new_run_id: str | None = None
+        self._varies: dict[tuple, bool | None] = {}  # (rule, resource) -> _resource_varies
+        self._rule_tmpdir: dict[str, object] = {}  # rule -> the tmpdir every job of it has
+        self._post_deploy: dict[str, str | None] = {}  # conda env spec -> its post-deploy script
 
     @property
     def use_apptainer(self) -> bool:
@@ -601,12 +617,32 @@ class _Bridge:
             "exit_status": status})
 
     def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
-        """SC209 with the environment this job's shell will have; judged once per rule, threads and tmpdir."""
-        key = (rule, job.threads, str(job.resources.get("tmpdir")))
+        """SC209 with the environment this job's shell will have; judged once per rule and tmpdir. The thread
+        counts are digits, which --env always carries; the tmpdir matters only where the env passes it."""
+        tmpdir = self._tmpdir(job) if set(settings.env) & set(jobstart.TMP_VARIABLES) else None
+        key = (rule, str(tmpdir))
         if key not in self._env_judged:
-            env = jobstart.job_environment(job.threads, job.resources)
+            env = jobstart.job_environment(1, {"tmpdir": tmpdir})
             self._env_judged[key] = preflight.unpassable_values(settings.env, env)
         return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
+
+    def _varies_in(self, job, resource: str) -> bool | None:
+        key = (job.rule.name, resource)
+        if key not in self._varies:
+            self._varies[key] = _resource_varies(job.rule, resource)
+        return self._varies[key]
+
+    def _tmpdir(self, job):
+        """The job's tmpdir resource: asked of each job only where it is a function of the job (Snakemake
+        evaluates all of a job's resources at once: about 0.1 ms a job, more than the rest of its checks)."""
+        varies = self._varies_in(job, "tmpdir")
+        if varies is None:
+            return None
+        if varies:
+            return job.resources.get("tmpdir")
+        if job.rule.name not in self._rule_tmpdir:
+            self._rule_tmpdir[job.rule.name] = job.resources.get("tmpdir")
+        return self._rule_tmpdir[job.rule.name]
 
     def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
         if self.checker.runtime is None or not self.use_apptainer:
@@ -660,13 +696,13 @@ class _Bridge:
                 image = images[url]
             if settings.isolates:
                 findings += self._job_findings(rule, settings, job, use_apptainer and use_conda)
-            inputs = tuple(job.input)
+            inputs = tuple(map(str, job.input))  # plain strings: Snakemake's hash and compare theirs in Python
             symlinks = {p: real for p in inputs if (real := self._symlinked(p))}
-            benchmarks = (str(job.benchmark),) if job.benchmark else ()
+            benchmarks = (str(job.benchmark),) if job.rule.benchmark and job.benchmark else ()
             if rule not in directory_rules:
                 directory_rules[rule] = bool(_flagged(job.rule.output, "directory"))
             directories = _flagged(job.output, "directory") if directory_rules[rule] else frozenset()
-            outputs = tuple(job.output) + tuple(job.log)
+            outputs = tuple(map(str, job.output)) + tuple(map(str, job.log))
             jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
                                 support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
                                 shadow=shadow if job.rule.shadow_depth else None))
@@ -719,12 +755,16 @@ class _Bridge:
     def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
         """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
         findings = []
-        shell_exec = job.resources.get("shell_exec")  # Snakemake 8 shows a string resource as <TBD> here
+        # Snakemake 8 shows a string resource as <TBD> here; asked only of rules that have one.
+        shell_exec = job.resources.get("shell_exec") if self._varies_in(job, "shell_exec") is not None else None
         if shell_exec is not None:
             findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the "
                                     "host program that starts the container", "drop shell_exec for this rule (from the "
                                     "Snakefile, a profile or --default-resources)", job=str(job)))
-        post_deploy = _post_deploy_script(job.conda_env_spec, self.workflow.sourcecache) if conda_in_image and job.conda_env_spec else None
+        spec = job.conda_env_spec if conda_in_image else None
+        if spec and str(spec) not in self._post_deploy:  # looked up once per env file
+            self._post_deploy[str(spec)] = _post_deploy_script(spec, self.workflow.sourcecache)
+        post_deploy = self._post_deploy[str(spec)] if spec else None
         if post_deploy:
             findings.append(Finding("SC107", ERROR, rule, f"the conda environment's post-deploy script {post_deploy} "
                                     "would run on the host, outside any container (Snakemake runs it there)",
@@ -790,10 +830,9 @@ class _Bridge:
         """Before anything is submitted: each rule's container as it really is here, against its plan."""
         if self.checker.runtime is None or not self.use_apptainer:
             return []
-        findings = []
-        for job in {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values():
-            findings += self._attestation(job)[1]
-        return findings
+        distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values()
+        with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start
+            return [f for _, found in pool.map(self._attestation, distinct) for f in found]
 
     def _report(self, findings: list[Finding], what: str = "") -> None:
         from snakemake.logging import logger

@@ -6,6 +6,7 @@ bridge (the only module that reads Snakemake) gathers the data."""
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
 from .argv import bind_args, env_pair, settings_args, smuggled_variables
@@ -118,6 +119,7 @@ def smoke_findings(checker, jobs: Sequence[JobSpec], urls: Mapping[str, str], ca
     runtime = checker.runtime
     findings = []
     to_pull: dict[str, list[str]] = {}  # image -> rules: told once per image, by its URL
+    tests = []  # (rule, image, key)
     for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
         plan = checker.rule_plan(job.rule, job.image)
         binds = [b for b in plan.settings.binds if b.src not in plan.missing]
@@ -125,11 +127,14 @@ def smoke_findings(checker, jobs: Sequence[JobSpec], urls: Mapping[str, str], ca
         if not os.path.exists(job.image):
             to_pull.setdefault(job.image, []).append(job.rule)
             continue
-        key = (job.image, tuple(args))
-        if key not in cache:
-            cache[key] = smoke_test(runtime, job.image, args, workdir)
+        tests.append((job.rule, job.image, (job.image, tuple(args))))
+    new = list(dict.fromkeys(key for _, _, key in tests if key not in cache))
+    if new:  # side by side: each mostly waits on its container's start
+        with ThreadPoolExecutor(max_workers=min(len(new), 4)) as pool:
+            cache.update(zip(new, pool.map(lambda key: smoke_test(runtime, key[0], list(key[1]), workdir), new)))
+    for rule, image, key in tests:
         if not cache[key].ok:
-            findings.append(Finding("SC207", ERROR, job.rule, *cache[key].told(urls.get(job.image, job.image))))
+            findings.append(Finding("SC207", ERROR, rule, *cache[key].told(urls.get(image, image))))
     for image, rules in to_pull.items():
         findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
                                 "pulled yet, so the rules' flags were not smoke-tested",

@@ -220,6 +220,7 @@ def run_workflow(image: str, extra: Path, *args: str, path_first: Path | None = 
     return work, run
 
 
+@pytest.mark.snakemake_internals
 def test_a_wrapper_that_adds_a_bind_is_found_before_submission(image):
     extra = folder("extra")
     (extra / "site-secret.txt").write_text("s")
@@ -233,6 +234,7 @@ def test_a_wrapper_that_adds_a_bind_is_found_before_submission(image):
     assert (work / "results" / "a.txt").read_text().strip() == "not-seen"
 
 
+@pytest.mark.snakemake_internals
 def test_a_wrapper_only_on_the_node_refuses_the_job_there(image):
     extra = folder("extra")
     (extra / "site-secret.txt").write_text("s")

@@ -111,7 +111,7 @@ def test_check_output_under_readonly_bind(image):
     assert re.search(rf"^error SC402 rule simulate_mc: output {scratch}/sim_\w\.txt is not writable",
                      run.output, re.M), run
     assert "(and 1 more jobs of this rule)" in run.output and "job: simulate_mc[sample=" in run.output, run
-    assert "fix: write it elsewhere, or bind its folder writable (mode: rw)" in run.output, run
+    assert "fix: write it elsewhere, or bind its folder writable (`:rw` after the bind, or `mode: rw` in the long form)" in run.output, run
     assert "1 error." in run.output, run
     no_traceback(run)
 

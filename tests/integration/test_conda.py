@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, SNAKEMAKE, as_user, chown_tree, owned_dir
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 CORPUS = ROOT / "tests" / "corpus" / "conda_pipeline"
 ENVS = sorted((CORPUS / "envs").glob("*.yaml"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, as_user, chown_tree, owned_dir, snakemake, user_entry
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 CORPUS = ROOT / "tests" / "corpus"
 SINGCONTAIN = str(Path(sys.executable).with_name("singcontain"))

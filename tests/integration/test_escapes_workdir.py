@@ -314,9 +314,9 @@ def test_writable_folder_swapped_for_a_symlink_is_refused(image):
     assert not any(contained["landed"].values()), f"a job wrote the home through a swapped folder: " \
                                                   f"{contained['landed']}\n{run}"
     assert "Traceback" not in run.output, run
-    # The policy bind that became a symlink is refused with SC502, the output folder that now leads out of the
-    # workdir with SC407 (judged by its real path right before the job).
-    assert run.returncode != 0 and "SC502" in run.output and "SC407" in run.output, run
+    # The policy bind that became a symlink is refused with SC502; the output folder, a link now in results/ (a
+    # folder jobs write) that leads out of the workdir, with SC412 (judged by real path right before the job).
+    assert run.returncode != 0 and "SC502" in run.output and "SC412" in run.output, run
     control = swap_run(image, "off")
     assert all(control["landed"].values()), f"control: {control['landed']}\n{control['run']}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from support import ROOT, SNAKEMAKE, as_user, chown_tree, owned_dir
 
-pytestmark = pytest.mark.apptainer
+pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
 SINGCONTAIN = str(Path(sys.executable).with_name("singcontain"))
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,21 @@ def as_user(argv, cwd, env=None, timeout=600) -> Run:
 
 def snakemake(workdir, *args, env=None, timeout=600) -> Run:
     return as_user([SNAKEMAKE, "--sdm", "apptainer", "-c", "2", *args], cwd=workdir, env=env, timeout=timeout)
+
+
+def no_traceback(run) -> None:
+    """A user error is one message: no Python frames, no logging failure."""
+    assert "Traceback" not in run.output and 'File "' not in run.output and "Logging error" not in run.output, run
+
+
+def parallel_cases(make_cases):
+    """For a module fixture: make_cases(made) -> {name: make}, each making its own copy (listed in `made`) and
+    running it; all run at once, three at a time (a Snakemake start waits on Apptainer and the disk part of the
+    time). Yields name -> (copy, Run); a case that could not be made raises its error in the test that reads
+    it. The copies are removed afterwards."""
+    made = []
+    with ThreadPoolExecutor(3) as pool:
+        futures = {name: pool.submit(make) for name, make in make_cases(made).items()}
+    yield lambda name: futures[name].result()
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)

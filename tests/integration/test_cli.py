@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from snakemake_singcontain.policy import load_policy
-from support import as_user, chown_tree, owned_dir, user_entry
+from support import as_user, chown_tree, no_traceback, owned_dir, user_entry
 
 pytestmark = pytest.mark.apptainer
 
@@ -83,8 +83,6 @@ def snakemakes_own_binds() -> str:
     return f" --bind {cache}:{cache}:ro"
 
 
-def no_traceback(run):
-    assert "Traceback" not in run.output and 'File "' not in run.output, run
 
 
 @pytest.mark.snakemake_internals   # the DAG from Snakemake's own dry run

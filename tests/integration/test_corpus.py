@@ -9,12 +9,11 @@ import json
 import re
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from support import ROOT, as_user, chown_tree, owned_dir, snakemake
+from support import ROOT, as_user, chown_tree, no_traceback, owned_dir, parallel_cases, snakemake
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
@@ -146,17 +145,8 @@ def cases(image: str, made: list) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(image):
-    """runs(name) -> (copy, Run); a case that could not be made raises its error in the test that reads it."""
-    made = []
-    with ThreadPoolExecutor(3) as pool:  # 2 cores; a Snakemake start waits on Apptainer and the disk part of the time
-        futures = {name: pool.submit(make) for name, make in cases(image, made).items()}
-    yield lambda name: futures[name].result()
-    for path in made:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def no_traceback(run):
-    assert "Traceback" not in run.output, run
+    """runs(name) -> (copy, Run)."""
+    yield from parallel_cases(lambda made: cases(image, made))
 
 
 # --- the sound policies -------------------------------------------------------------------------------------

@@ -12,11 +12,10 @@ import json
 import re
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import ROOT, as_user, chown_tree, owned_dir, snakemake, user_entry
+from support import ROOT, as_user, chown_tree, no_traceback, owned_dir, parallel_cases, snakemake, user_entry
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
@@ -107,17 +106,8 @@ def cases(image: str, made: list) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(image):
-    """runs(name) -> (copy, Run); a case that could not be made raises its error in the test that reads it."""
-    made = []
-    with ThreadPoolExecutor(3) as pool:  # 2 cores; a Snakemake start waits on Apptainer and the disk part of the time
-        futures = {name: pool.submit(make) for name, make in cases(image, made).items()}
-    yield lambda name: futures[name].result()
-    for path in made:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def no_traceback(run):
-    assert "Traceback" not in run.output, run
+    """runs(name) -> (copy, Run)."""
+    yield from parallel_cases(lambda made: cases(image, made))
 
 
 def ran_and_failed(run):

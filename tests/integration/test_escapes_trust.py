@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import SNAKEMAKE, chown_tree, owned_dir, snakemake, user_entry
+from support import SNAKEMAKE, chown_tree, no_traceback, owned_dir, snakemake, user_entry
 
 WORKFLOWS = Path(__file__).parent / "workflows" / "escapes_trust"
 pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
@@ -51,8 +51,6 @@ def owned(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
     return path
 
 
-def no_traceback(run):
-    assert "Traceback" not in run.output and "Logging error" not in run.output, run
 
 
 class HomeFiles:

@@ -12,6 +12,7 @@ weaker than the plan (an error) or stricter (a note), and who to ask when it is 
 `changes()` are pure.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -515,3 +516,17 @@ def changes(before: Attestation, after: Attestation) -> list[str]:
     told += [f"{what}: {x} -> {y}" for what, x, y in (("/tmp", before.tmp, after.tmp), ("uid", before.uid, after.uid),
              ("gid", before.gid, after.gid), ("home", before.home, after.home)) if x != y]
     return told
+
+
+def kept(workdir: str) -> dict[str, Attestation]:
+    """Every attestation the runs in `workdir` kept (cached_probe), by digest: what `singcontain diff` tells
+    in words when two records' digests differ."""
+    found = {}
+    for path in glob.glob(os.path.join(workdir, ".snakemake", "singcontain", "attestations", "*", "*.json")):
+        try:
+            with open(path) as f:
+                attestation = Attestation.from_json(json.load(f))
+        except (OSError, ValueError, TypeError):
+            continue  # cut short or foreign: the digest alone is told
+        found[attestation.digest] = attestation
+    return found

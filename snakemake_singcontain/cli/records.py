@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from .. import records
+from .. import attest, records
 from ..argv import JOB_VARIABLES
 from .run import PROG, CliError
 
@@ -103,9 +103,12 @@ def in_effect(argv_a: list[str], argv_b: list[str]) -> str:
     return "; ".join(told)
 
 
-def _change(c: dict, argv_a: list[str], argv_b: list[str]) -> str:
+def _change(c: dict, argv_a: list[str], argv_b: list[str], seen: dict | None = None) -> str:
     if c["what"] != "flags":
-        return f"  {c['what']}: {_short(c['a'])} -> {_short(c['b'])}"
+        line = f"  {c['what']}: {_short(c['a'])} -> {_short(c['b'])}"
+        if c["what"].startswith("what the container showed") and c["a"] in (seen or {}) and c["b"] in seen:
+            line += "".join(f"\n    {told}" for told in attest.changes(seen[c["a"]], seen[c["b"]]))
+        return line
     if c["order"]:
         return "  flags: same flags in another order (a later bind wins)"
     meaning = in_effect(argv_a, argv_b)
@@ -114,15 +117,16 @@ def _change(c: dict, argv_a: list[str], argv_b: list[str]) -> str:
 
 
 def render_diff(run_a: dict, run_b: dict, outputs: list[dict], show_all: bool = False,
-                argv: dict | None = None) -> str:
-    """`argv`: output -> (A's flags, B's flags), to tell a change of flags in effective terms."""
+                argv: dict | None = None, seen: dict | None = None) -> str:
+    """`argv`: output -> (A's flags, B's flags), to tell a change of flags in effective terms; `seen`: the kept
+    attestations by digest, to tell a change of what the container showed in words."""
     out = [f"A {run_a['run']} ({run_a['status']}), B {run_b['run']} ({run_b['status']})"]
     not_made = {"only in A": "only in A: run B did not make it", "only in B": "only in B: run A did not make it"}
     for o in outputs:
         if o["status"] == "same" and not show_all:
             continue
         out.append(f"{o['output']} (rule {o['rule']}): {not_made.get(o['status'], o['status'])}")
-        out += [_change(c, *(argv or {}).get(o["output"], ([], []))) for c in o["changes"]]
+        out += [_change(c, *(argv or {}).get(o["output"], ([], [])), seen) for c in o["changes"]]
     count = {s: sum(1 for o in outputs if o["status"] == s) for s in ("changed", "same", "only in A", "only in B")}
     out.append(f"{len(outputs)} outputs: {count['changed']} changed, {count['same']} made the same way, "
                f"{count['only in A'] + count['only in B']} made in one run only")
@@ -164,7 +168,7 @@ def cmd_diff(args, user_args: list[str]) -> int:
     if args.format == "json":
         print(json.dumps({"a": run_a, "b": run_b, "outputs": outputs}, indent=2))
     else:
-        print(render_diff(run_a, run_b, outputs, args.all, argv))
+        print(render_diff(run_a, run_b, outputs, args.all, argv, attest.kept(args.directory)))
     return 1 if any(o["status"] != "same" for o in outputs) else 0
 
 

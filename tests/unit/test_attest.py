@@ -241,3 +241,29 @@ def test_a_probe_is_kept_per_host_and_command_line_and_a_failure_is_not(tmp_path
     again = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--contain"], W)
     other = cached_probe(str(tmp_path / "cache"), "apptainer", "/images/t.sif", ["--containall"], W)
     assert first == again == other == attest() and len(calls) == 2  # one start per command line
+
+
+def test_diff_tells_a_changed_attestation_in_words(tmp_path):
+    # Two runs of one output: the second on a host whose container also showed a site folder.
+    import dataclasses
+
+    from snakemake_singcontain import records
+    from snakemake_singcontain.attest import SeenMount, kept
+    from snakemake_singcontain.cli.records import render_diff
+
+    before = attest()
+    after = dataclasses.replace(before, mounts=before.mounts + (SeenMount("/site/tools", "/site/tools", "rw", "ext4"),))
+    folder = tmp_path / ".snakemake" / "singcontain" / "attestations" / "run1"
+    folder.mkdir(parents=True)
+    for name, a in (("a", before), ("b", after)):
+        (folder / f"host-{name}.json").write_text(json.dumps(a.to_json()))
+    record = {"rule": "align", "outputs": ["results/x.txt"], "argv": ["--contain"], "start": 1.0, "end": 2.0,
+              "exit_status": 0}
+    outputs = records.diff([{**record, "attestation_sha256": before.digest}],
+                           [{**record, "attestation_sha256": after.digest}])
+    text = render_diff({"run": "A", "status": "finished"}, {"run": "B", "status": "finished"}, outputs,
+                       seen=kept(str(tmp_path)))
+    assert "what the container showed (attestation)" in text
+    assert "now shows /site/tools (rw) at /site/tools" in text, text
+    # Without the kept attestations only the digests are told.
+    assert "now shows" not in render_diff({"run": "A", "status": "f"}, {"run": "B", "status": "f"}, outputs)

@@ -212,6 +212,8 @@ def _resource_varies(rule, name: str) -> bool | None:
 
 
 def _path_or_uri(source_file) -> str:
+    if not hasattr(source_file, "get_path_or_uri"):
+        return str(source_file)  # 8.x keeps an env file as a path (IOFile)
     try:
         return source_file.get_path_or_uri(secret_free=False)  # 9.x
     except TypeError:

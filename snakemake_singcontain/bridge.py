@@ -337,7 +337,7 @@ class _Bridge:
         self._symlinks: dict[str, str | None] = {}  # input -> where it leads, if a symlink
         self._env_judged: dict[tuple, list] = {}  # (rule, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
-        self._ran: dict[int, tuple] = {}  # a running job's arguments -> (image, its flags, its plan), for its record
+        self._started: dict[int, jobstart.Started] = {}  # a running job's arguments -> what its end and record need
         self._recorder: records.Recorder | None = None
         self._scratch: dict[int, str] = {}  # a running job's arguments -> its own /tmp folder, removed at its end
         self._new_run_id: str | None = None
@@ -460,7 +460,7 @@ class _Bridge:
 
         def run_contained(*args, **kwargs):
             call = signature.bind(*args, **kwargs)
-            started, status = time.time(), 1
+            start, status = time.time(), 1
             try:
                 call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
                 if drops_runtime_paths:
@@ -475,7 +475,7 @@ class _Bridge:
                 try:
                     self._after_job(call.arguments, status)  # before any of Snakemake's own steps on the host
                 finally:
-                    self._record(rule, call.arguments, started, status)
+                    self._record(rule, call.arguments, start, status)
                     scratch = self._scratch.pop(id(call.arguments), None)
                     if scratch:
                         shutil.rmtree(scratch, ignore_errors=True)
@@ -532,7 +532,7 @@ class _Bridge:
             self._refuse(job.label, "; ".join(refuse))
         resolved, made = jobstart.resolved(plan)
         argv = apptainer_args(resolved, self.checker.runtime, env)
-        self._ran[id(a)] = (image, argv + self.global_args, resolved, made, attestation.digest)
+        self._started[id(a)] = jobstart.Started(image, argv + self.global_args, resolved, made, attestation.digest)
         return shlex.join(argv + self.global_args)
 
     def _refuse(self, label: str, why: str):
@@ -579,12 +579,11 @@ class _Bridge:
 
     def _after_job(self, a: dict, status: int) -> None:
         """Right after the job's container ends, success or failure, before Snakemake's own steps on the host."""
-        ran = self._ran.get(id(a))
-        if ran is None:
+        started = self._started.get(id(a))
+        if started is None:
             return
-        plan, made = ran[2], ran[3]
-        jobstart.remove_unwritten(made)
-        planted = jobstart.remove_planted_links(plan)
+        plan, made = started.plan, started.made
+        planted = jobstart.finish(started)
         if planted:
             self._refuse(plan.job.label, "SC410 it left links that Snakemake would follow on the host, to places the "
                          "job could not write (removed): " + ", ".join(planted))
@@ -596,13 +595,12 @@ class _Bridge:
                          f"there (read-only file system, or device busy); give rule {plan.rule.rule} `workdir: rw` in "
                          "the policy, or write its outputs into a folder (e.g. results/)")
 
-    def _record(self, snakemake_rule, a: dict, started: float, status: int) -> None:
+    def _record(self, snakemake_rule, a: dict, start: float, status: int) -> None:
         """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
-        ran = self._ran.pop(id(a), None)
-        if ran is None or self.workflow.dryrun:
+        started = self._started.pop(id(a), None)
+        if started is None or self.workflow.dryrun:
             return
-        image, argv, plan, _, attestation = ran
-        sealed, runtime = self.sealed, self.checker.runtime
+        image, plan, sealed, runtime = started.image, started.plan, self.sealed, self.checker.runtime
         if self._recorder is None:
             self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
         self._recorder.write({
@@ -611,11 +609,11 @@ class _Bridge:
             "image_sha256": records.image_digest(image, os.getcwd()) if os.path.isfile(image) else None,
             "runtime": runtime.flavour if runtime else None, "runtime_binary": runtime.binary if runtime else None,
             "runtime_version": ".".join(map(str, runtime.version)) if runtime else None,
-            "argv": argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)],
+            "argv": started.argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)],
             "policy_sha256": sealed.files.get(self.policy_file) or records.sha256(self.policy_file),
             "settings": seal.settings_data(self.checker.settings(snakemake_rule.name)),
             "inputs": [str(p) for p in a["input"]], "outputs": [str(p) for p in a["output"]],
-            "attestation_sha256": attestation, "start": started, "end": time.time(),
+            "attestation_sha256": started.attestation, "start": start, "end": time.time(),
             "exit_status": status})
 
     def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:

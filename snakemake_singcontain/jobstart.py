@@ -4,13 +4,24 @@ Snakemake. The bridge calls it in the process that starts the job (the main one,
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from . import seal
 from .argv import JOB_VARIABLES
 from .plan import AUTO, TOPLEVEL, JobPlan
 
 TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
+
+
+@dataclass(frozen=True)
+class Started:
+    """A job whose container is about to start: what its end and its record need."""
+
+    image: str
+    argv: list[str]  # the flags it runs with, as one list
+    plan: JobPlan  # bind sources resolved, as they were bound
+    made: Mapping[str, int] = field(default_factory=dict)  # top-level outputs made for it -> their mtime then
+    attestation: str | None = None  # the digest of what its container showed on this host (attest.py)
 
 
 def job_environment(threads, resources: Mapping | None) -> dict[str, str]:
@@ -54,7 +65,15 @@ def resolved(plan: JobPlan) -> tuple[JobPlan, dict[str, int]]:
     return replace(plan, binds=tuple(binds)), made
 
 
-def remove_unwritten(made: dict[str, int]) -> None:
+def finish(started: Started) -> list[str]:
+    """Right after the job's container ends, success or failure, before Snakemake's own steps on the host: the
+    top-level outputs it never wrote go again, and the links it left where Snakemake would follow them; those
+    are returned (the job then fails, SC410)."""
+    remove_unwritten(started.made)
+    return remove_planted_links(started.plan)
+
+
+def remove_unwritten(made: Mapping[str, int]) -> None:
     """A top-level output the job never wrote goes again, so that Snakemake sees it missing, as without us."""
     for path, mtime in made.items():
         try:

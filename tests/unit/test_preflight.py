@@ -1,6 +1,7 @@
 """Findings about the run that only its Snakemake process sees, and what happens around a job's container."""
 
 import os
+import time
 
 import pytest
 
@@ -78,3 +79,16 @@ def test_a_folder_on_the_way_to_an_output_swapped_for_a_link_is_removed(tmp_path
     (tmp_path / "work" / "results").rmdir()
     os.symlink(scratch, tmp_path / "work" / "results")  # the user's, at the top
     assert jobstart.remove_planted_links(plan) == [] and (tmp_path / "work" / "results").is_symlink()
+
+
+def test_a_top_level_output_the_job_never_wrote_goes_again(tmp_path):
+    # Made empty and bound alone for the job; if the job never wrote it, Snakemake must see it missing.
+    site = Site(tmp_path)
+    plan = site.checker("version: 1\n").job_plan(job("a", outputs=["all.done", "report.html"]))
+    (tmp_path / "work").mkdir(exist_ok=True)
+    resolved, made = jobstart.resolved(plan)
+    assert sorted(made) == [f"{tmp_path}/work/all.done", f"{tmp_path}/work/report.html"]
+    time.sleep(0.05)  # the kernel's file times tick in milliseconds
+    (tmp_path / "work" / "report.html").write_text("<html></html>")
+    assert jobstart.finish(jobstart.Started("/images/x.sif", [], resolved, made)) == []
+    assert not (tmp_path / "work" / "all.done").exists() and (tmp_path / "work" / "report.html").exists()

@@ -43,6 +43,7 @@ class Checker:
         self._real_paths: dict[str, str] = {}
         self._links: dict[str, dict] = {}
         self._folders: dict[str, bool] = {}
+        self._top_users: bool | None = None
         # Never-writable and protected paths are compared as written and where they really lead.
         floors = [replace(floor, plugin=f"plugin {impl.plugin_name}")
                   for impl in pm.hook.singcontain_floor.get_hookimpls() if (floor := impl.function())]
@@ -74,8 +75,16 @@ class Checker:
             defaults = self.runtime.default_mounts if self.runtime else ()
             self._rule_plans[key] = rule_plan(rule, self.rule_kinds.get(rule, "shell"), image, self.workdir, settings,
                                               self.floors, defaults, missing, self._real_sources(settings.binds),
-                                              self._with_real(settings.protected), self.host_reads, self.source)
+                                              self._with_real(settings.protected), self.host_reads, self.source,
+                                              self._top_is_users())
         return self._rule_plans[key]
+
+    def _top_is_users(self) -> bool:
+        """No rule's job writes the workdir's top (none has `workdir: rw`), so a link there is the user's."""
+        if self._top_users is None:
+            self._top_users = not any(self.settings(rule).workdir == "rw" for rule, kind in self.rule_kinds.items()
+                                      if kind not in ("norun", "run"))
+        return self._top_users
 
     def job_plan(self, job: JobSpec, fresh: bool = False) -> JobPlan:
         """`fresh`: right before the job starts, with every path resolved anew (a job may have left links since

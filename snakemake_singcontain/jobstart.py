@@ -115,7 +115,8 @@ def remove_planted_links(plan: JobPlan) -> list[str]:
         top = shadow if shadow and probe.startswith(shadow + os.sep) else workdir
         while (probe, written) not in seen and probe.startswith(top + os.sep):
             seen.add((probe, written))
-            if os.path.islink(probe) and not (top == workdir and os.path.dirname(probe) == workdir):
+            users = top == workdir and os.path.dirname(probe) == workdir and plan.rule.top_is_users
+            if os.path.islink(probe) and not users:
                 access = plan.access(os.path.realpath(probe))
                 if probe.endswith("/.snakemake_timestamp") or access is None or written and access != "rw":
                     planted.append(f"{probe} -> {os.readlink(probe)}")

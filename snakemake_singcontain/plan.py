@@ -97,6 +97,7 @@ class RulePlan:
     protected: tuple[str, ...] = ()  # the policy's protected paths and, where they differ, their real paths
     host_reads: tuple[str, ...] = ()  # real paths the host reads later as configuration or code: never writable
     source: str | None = None  # the workflow's own source tree (real path), whose files a job may read
+    top_is_users: bool = True  # no job writes the workdir's top (no rule has `workdir: rw`): links there are the user's
     # Per-rule memo (folder -> the rule's mount serving it; checks' results per bind): jobs share folders.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -126,7 +127,7 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
               floors: tuple[Floor, ...] = (), default_mounts: tuple[str, ...] = (),
               missing: frozenset[str] = frozenset(), real_sources: Mapping[str, str] | None = None,
               protected: tuple[str, ...] | None = None, host_reads: tuple[str, ...] = (),
-              source: str | None = None) -> RulePlan:
+              source: str | None = None, top_is_users: bool = True) -> RulePlan:
     """default_mounts: host folders the runtime shows without --contain (e.g. /tmp), from its configuration."""
     mounts: dict[str, Mount] = {}
     if settings.containment == "none":
@@ -144,7 +145,7 @@ def rule_plan(rule: str, kind: str, image: str | None, workdir: str, settings: S
             continue
         mounts[bind.dst] = Mount(bind.src, bind.dst, bind.mode, str(bind.origin or "policy"))
     return RulePlan(rule, kind, image, workdir, settings, floors, mounts, missing, real_sources or {},
-                    settings.protected if protected is None else protected, host_reads, source)
+                    settings.protected if protected is None else protected, host_reads, source, top_is_users)
 
 
 class _Mounts:
@@ -247,7 +248,7 @@ def _write_problem(rule: RulePlan, job: JobSpec, raw: str, written: str, path: s
             continue
         # At the workdir's top a link is the user's (no job writes there); deeper, a job's, which may lead out
         # only where a writable policy bind shows (then any job of a rule with that bind could write there).
-        made_by_a_job = posixpath.dirname(link) != workdir
+        made_by_a_job = posixpath.dirname(link) != workdir or not rule.top_is_users
         if under(target, workdir) or made_by_a_job and not policy_writable:
             return "link", (f"{link} is a symlink to {target}: a link in a folder that jobs can write may lead only "
                             "below that folder, or out of the workdir under a writable policy bind")
@@ -329,7 +330,7 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append(("input", path, "no bind shows it and auto_binds is off for it"))
         elif rule.source and under(path, rule.source):
             _bind(mounts, auto, posixpath.dirname(path), posixpath.dirname(path), "ro", SOURCE)  # e.g. ../workflow/x
-        elif job_made := [link for link in links if posixpath.dirname(link) != workdir]:
+        elif job_made := [link for link in links if posixpath.dirname(link) != workdir or not rule.top_is_users]:
             problems.append(("link", path, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link in a "
                              "folder that jobs can write may lead out of the workdir only where a policy bind shows"))
         elif contained and ".." in raw.split("/") and not under(path, workdir):
@@ -352,7 +353,8 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     for raw in job.benchmarks:
         written = _absolute(raw, workdir)
         job_made = [link for link, (target, parent) in job.links.items()
-                    if under(written, link) and posixpath.dirname(link) != workdir and not under(target, parent)]
+                    if under(written, link) and not under(target, parent)
+                    and (posixpath.dirname(link) != workdir or not rule.top_is_users)]
         if job_made:  # Snakemake writes the benchmark on the host, through whatever a job left on the way
             problems.append(("link", written, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link "
                              "in a folder that jobs can write may lead only below that folder"))

@@ -696,3 +696,13 @@ def test_sc409_passes_at_the_limit_or_with_writable_inputs(site):
                           job("b", inputs=over, outputs=["results/m.txt"])])) == []
     plan = c.job_plan(job("a", inputs=at_limit, outputs=["results/m.txt"]))
     assert sum(b.origin.layer == "input" for b in plan.binds) == MAX_INPUT_BINDS
+
+
+def test_sc412_links_at_the_top_are_a_jobs_too_when_a_rule_writes_the_workdir(site):
+    # With `workdir: rw` for some rule, its jobs can leave links at the workdir's top as well.
+    big = site.dir("big", "data")
+    (site.root / "work" / "data").symlink_to(big)
+    trusting = site.checker("version: 1\n", rules=["a", "b"])
+    assert codes(trusting.check([job("a", inputs=["data/x.fq"])])) == []
+    c = site.checker("version: 1\nrules: {b: {workdir: rw}}\n", rules=["a", "b"])
+    expect(c.check([job("a", inputs=["data/x.fq"])]), "SC412", ERROR, "a", "data")

@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -305,11 +306,14 @@ def cached_probe(folder: str, runtime_binary: str, image: str, args: Sequence[st
         pass  # not probed yet on this host (or cut short): probe
     attestation = probe(runtime_binary, image, args, workdir, environ)
     if not attestation.failure:
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(attestation.to_json(), f)
-        os.replace(tmp, path)  # whole or not at all, for the other processes reading it
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"  # rules probed side by side may share a command line
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump(attestation.to_json(), f)
+            os.replace(tmp, path)  # whole or not at all, for the other processes reading it
+        except OSError:
+            pass  # a read-only or full workdir: the attestation is still right, only not kept for others
     return attestation
 
 

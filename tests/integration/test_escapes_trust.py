@@ -94,8 +94,9 @@ def links_runs(image: str, policy: str, *executor: str) -> dict:
             tag = f"{policy.removesuffix('.yaml')}-{attempt}-{os.getpid()}"
             planted = [HOME / f"escaped-p-{tag}.txt", HOME / f"escaped-c-{tag}.txt"]
             try:
-                run = snakemake(work, "--keep-going", *executor, *control, "--config", f"image={image}",
-                                f"policy={policy}", f"home={HOME}", f"tag={tag}")
+                # --rerun-incomplete: Snakemake 8 may leave a job that ran beside a refused one marked incomplete
+                run = snakemake(work, "--keep-going", "--rerun-incomplete", *executor, *control, "--config",
+                                f"image={image}", f"policy={policy}", f"home={HOME}", f"tag={tag}")
                 outcome[attempt] = {"run": run, "landed": [p.name for p in planted if p.exists()]}
             finally:
                 for path in planted:

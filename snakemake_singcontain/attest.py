@@ -23,12 +23,12 @@ import socket
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from .argv import JOB_VARIABLES
+from .argv import JOB_VARIABLES, apptainer_args
 from .findings import ERROR, NOTE, Finding
 from .paths import under
-from .plan import JobPlan
+from .plan import JobPlan, JobSpec
 from .runtime import WEAKENED, RuntimeInfo
 
 SHELL = "bash"  # Snakemake starts every job as `bash -c '…'` inside the image (its own shell's basename)
@@ -534,3 +534,18 @@ def kept(workdir: str) -> dict[str, Attestation]:
             continue  # cut short or foreign: the digest alone is told
         found[attestation.digest] = attestation
     return found
+
+
+def attest_rule(checker, spec: JobSpec, folder: str | None, workdir: str,
+                environ: Mapping[str, str]) -> tuple[Attestation, list[Finding]]:
+    """What the container of a job of `spec`'s rule really shows on this host, with the rule's own flags and
+    Snakemake's binds (not the job's files), and its comparison with that plan. Kept in `folder` (one probe
+    per host, command line and run for every process of the run), or probed afresh where it is None (a dry
+    run keeps nothing)."""
+    runtime = checker.runtime
+    plan = checker.job_plan(replace(spec, inputs=(), outputs=(), directories=frozenset(), protected=frozenset(),
+                                    benchmarks=(), shadow=None, scratch=None))
+    args = apptainer_args(plan, runtime, environ)
+    found = (cached_probe(folder, runtime.binary, spec.image, args, workdir) if folder
+             else probe(runtime.binary, spec.image, args, workdir))
+    return found, compare(found, expectation(plan), runtime)

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from . import attest, conda, jobstart, preflight, records, report, seal
@@ -510,14 +509,10 @@ class _Bridge:
                       protected=_flagged(a["output"], "protected", snakemake_rule.output),
                       benchmarks=_benchmarks(snakemake_rule, a["wildcards"]),
                       shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch)
-        # Judged afresh, by real path as it is now: jobs that ran since the check may have left links.
-        findings = self.checker.check([job], whole_workflow=False, fresh=True)
-        findings += preflight.escape_hatches([rule], {rule: settings}, self.global_args, os.environ)
-        refuse += [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
-        plan = self.checker.job_plan(job, fresh=True)
         if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process
             self._changed = seal.changed_files(self.sealed)
-        refuse += jobstart.changes_since_check(self.sealed, image, plan, self._changed or [])
+        plan, why = jobstart.judge(self.checker, job, self.sealed, self._changed or [], self.global_args, os.environ)
+        refuse += why
         if refuse:
             # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
             self._refuse(job.label, "; ".join(refuse))
@@ -526,7 +521,9 @@ class _Bridge:
             apptainer_args(plan, self.checker.runtime, env)
         except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
             self._refuse(job.label, f"SC209 {err}")
-        attestation, found = self._attestation(job)  # cached: one container start per host and flags per run
+        # Cached: one container start per host, flags and run.
+        attestation, found = attest.attest_rule(self.checker, job, None if self.workflow.dryrun else
+                                                self._attestations_folder, os.getcwd(), os.environ)
         refuse = [f"{f.code} {f.message}" for f in found if f.severity == ERROR]
         if refuse:
             self._refuse(job.label, "; ".join(refuse))
@@ -644,11 +641,6 @@ class _Bridge:
             self._rule_tmpdir[job.rule.name] = job.resources.get("tmpdir")
         return self._rule_tmpdir[job.rule.name]
 
-    def _smoke_tests(self, jobs: list[JobSpec], urls: dict[str, str]) -> list[Finding]:
-        if self.checker.runtime is None or not self.use_apptainer:
-            return []
-        return preflight.smoke_findings(self.checker, jobs, urls, self._smoked, os.environ, os.getcwd())
-
     def preflight(self) -> None:
         """Check every job to run, before anything is pulled or submitted; refuse the run on any error. Jobs a
         checkpoint adds later are checked the same way before they are submitted (_watch_checkpoints)."""
@@ -706,23 +698,11 @@ class _Bridge:
             jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
                                 support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
                                 shadow=shadow if job.rule.shadow_depth else None))
-        findings += self.checker.check(jobs, whole_workflow=first)
         rules = set(per_rule)
-        if first:
-            uncontained = sorted(r for r in rules if per_rule[r].isolates and not use_apptainer)
-            if uncontained:
-                findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
-                                        "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
-                                        "so they would run on the host", "add --sdm apptainer to the command line or profile"))
-            findings += preflight.escape_hatches(sorted(rules), per_rule, self.global_args, os.environ)
-            findings += preflight.node_local_findings(_intended_executor(self.workflow), os.getcwd(), self.policy_file,
-                                                      sys.executable, per_rule, images)
-            findings += preflight.runtime_findings(self.policy.runtime, self.checker.runtime,
-                                                   [r for r in rules if per_rule[r].isolates])
-        if not has_errors(findings):
-            findings += self._smoke_tests(jobs, {path: url for url, path in images.items()})
-        if not has_errors(findings):
-            findings += self._attest_rules(jobs)
+        run = preflight.Run(os.getcwd(), self.policy_file, self.policy.runtime, use_apptainer, tuple(self.global_args),
+                            os.environ, _intended_executor(self.workflow), sys.executable,
+                            None if self.workflow.dryrun else self._attestations_folder)
+        findings += preflight.check(self.checker, jobs, per_rule, images, run, self._smoked, whole_workflow=first)
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),
@@ -811,28 +791,9 @@ class _Bridge:
             self._new_run_id = records.new_run_id()
         return self._new_run_id
 
-    def _attestation(self, job: JobSpec):
-        """What the container of a job of this rule really shows on this host, probed once per host and flags
-        per run (attest.py): with the rule's own flags and Snakemake's binds, not the job's files. Returns the
-        attestation and its comparison with the plan (SC6xx)."""
-        runtime = self.checker.runtime
-        plan = self.checker.job_plan(replace(job, inputs=(), outputs=(), directories=frozenset(),
-                                             protected=frozenset(), benchmarks=(), shadow=None, scratch=None))
-        args = apptainer_args(plan, runtime, os.environ)
-        if self.workflow.dryrun:
-            found = attest.probe(runtime.binary, job.image, args, os.getcwd())
-        else:
-            folder = os.path.join(seal.FOLDER, "attestations", self.run_id)
-            found = attest.cached_probe(folder, runtime.binary, job.image, args, os.getcwd())
-        return found, attest.compare(found, attest.expectation(plan), runtime)
-
-    def _attest_rules(self, jobs: list[JobSpec]) -> list[Finding]:
-        """Before anything is submitted: each rule's container as it really is here, against its plan."""
-        if self.checker.runtime is None or not self.use_apptainer:
-            return []
-        distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values()
-        with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start
-            return [f for _, found in pool.map(self._attestation, distinct) for f in found]
+    @property
+    def _attestations_folder(self) -> str:
+        return os.path.join(seal.FOLDER, "attestations", self.run_id)
 
     def _report(self, findings: list[Finding], what: str = "") -> None:
         from snakemake.logging import logger

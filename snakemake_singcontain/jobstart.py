@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, replace
 
 from . import seal
 from .argv import JOB_VARIABLES
-from .plan import AUTO, TOPLEVEL, JobPlan
+from .findings import ERROR
+from .plan import AUTO, TOPLEVEL, JobPlan, JobSpec
+from .preflight import escape_hatches
 
 TMP_VARIABLES = ("TMPDIR", "TMP", "TEMPDIR", "TEMP")
 
@@ -32,6 +34,17 @@ def job_environment(threads, resources: Mapping | None) -> dict[str, str]:
     if tmpdir:
         env.update(dict.fromkeys(TMP_VARIABLES, str(tmpdir)))
     return env
+
+
+def judge(checker, job: JobSpec, sealed: seal.Seal, changed_files: list[str], global_args, environ) -> tuple[
+        JobPlan, list[str]]:
+    """Right before the job starts, in the process that starts it: its plan, made afresh by real path as it is
+    now (jobs that ran since the check may have left links), and why it may not start ("CODE message")."""
+    findings = checker.check([job], whole_workflow=False, fresh=True)
+    findings += escape_hatches([job.rule], {job.rule: checker.settings(job.rule)}, global_args, environ)
+    plan = checker.job_plan(job, fresh=True)
+    why = [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
+    return plan, why + changes_since_check(sealed, job.image, plan, changed_files)
 
 
 def changes_since_check(sealed: seal.Seal, image: str, plan: JobPlan, changed_files: list[str]) -> list[str]:

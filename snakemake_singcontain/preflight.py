@@ -7,10 +7,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+from . import attest
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
 from .argv import bind_args, env_pair, settings_args, smuggled_variables
-from .findings import ERROR, WARNING, Finding
+from .findings import ERROR, WARNING, Finding, has_errors
 from .plan import JobSpec
 from .policy import Settings
 from .runtime import RuntimeInfo, detect, smoke_test
@@ -141,3 +143,46 @@ def smoke_findings(checker, jobs: Sequence[JobSpec], urls: Mapping[str, str], ca
                                 "nothing to do: once a run has pulled it, later runs smoke-test it; or point "
                                 "container: at a local image"))
     return findings
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the preflight needs to know of the run, read from Snakemake by the bridge."""
+
+    workdir: str
+    policy_file: str
+    policy_runtime: str  # the policy's `runtime:` (auto, apptainer, singularity)
+    use_apptainer: bool  # --sdm apptainer
+    global_args: tuple[str, ...]  # --apptainer-args, the policy marker left out
+    environ: Mapping[str, str]
+    executor: str | None  # the batch executor the real run submits to (also in a dry run); None: local
+    python: str  # Snakemake's Python, which a batch job runs on its node
+    attestations: str | None = None  # where probes are kept for the run's other processes; None: a dry run
+
+
+def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], images: Mapping[str, str | None],
+          run: Run, smoked: dict, whole_workflow: bool) -> list[Finding]:
+    """Every finding about these jobs before they are submitted: the checks, then (for the whole workflow)
+    what only the run shows, then — where nothing is wrong so far — each rule's flags started for real (smoke
+    test) and probed (attest.py). `images`: URL -> local path; `smoked`: the smoke tests' results of the run."""
+    findings = checker.check(jobs, whole_workflow=whole_workflow)
+    if whole_workflow:
+        uncontained = sorted(r for r in settings if settings[r].isolates and not run.use_apptainer)
+        if uncontained:
+            findings.append(Finding("SC102", ERROR, ", ".join(uncontained),
+                                    "the policy contains these rules, but Snakemake runs without --sdm apptainer, "
+                                    "so they would run on the host", "add --sdm apptainer to the command line or profile"))
+        findings += escape_hatches(sorted(settings), settings, run.global_args, run.environ)
+        findings += node_local_findings(run.executor, run.workdir, run.policy_file, run.python, settings, images)
+        findings += runtime_findings(run.policy_runtime, checker.runtime, [r for r in settings if settings[r].isolates])
+    if checker.runtime is None or not run.use_apptainer or has_errors(findings):
+        return findings
+    findings += smoke_findings(checker, jobs, {path: url for url, path in images.items()}, smoked, run.environ,
+                               run.workdir)
+    if has_errors(findings):
+        return findings
+    distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start
+        return findings + [f for _, found in pool.map(
+            lambda job: attest.attest_rule(checker, job, run.attestations, run.workdir, run.environ), distinct)
+            for f in found]

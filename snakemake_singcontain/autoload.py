@@ -8,22 +8,11 @@ then contains a workflow only when asked (SINGCONTAIN_POLICY, or --singcontain-p
 """
 
 import importlib.util
-import os
 import sys
 
+from . import launch  # noqa: F401 (imported for its effect: it notes where the command was typed, before Snakemake moves)
+
 MODULE = "snakemake.workflow"
-
-
-def _working_directory() -> str | None:
-    try:
-        return os.getcwd()
-    except OSError:  # removed under us
-        return None
-
-
-# Where the command was typed, before Snakemake moves to its workdir (-d): a relative SINGCONTAIN_POLICY or
-# SINGCONTAIN_SITE is taken from here (bridge._from_launch_folder).
-STARTED_IN = _working_directory()
 
 
 class _Finder:

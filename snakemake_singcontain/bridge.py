@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from . import attest, conda, jobstart, preflight, records, report, seal
+from . import attest, conda, jobstart, launch, preflight, records, report, seal
 from .argv import apptainer_args
 from .checker import Checker
 from .errors import PolicyError
@@ -105,9 +105,7 @@ def requested_policy(workflow) -> str | None:
 def _from_launch_folder(path: str) -> str:
     """A relative path a user gave in the environment, taken from the folder where they typed the command:
     the process's first working directory (autoload.py notes it), not the workdir Snakemake moved to (-d)."""
-    from .autoload import STARTED_IN
-
-    return os.path.abspath(os.path.join(STARTED_IN or os.getcwd(), path))
+    return os.path.abspath(os.path.join(launch.STARTED_IN or os.getcwd(), path))
 
 
 def activate(workflow_class) -> None:

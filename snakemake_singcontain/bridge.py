@@ -700,7 +700,7 @@ class _Bridge:
         run = preflight.Run(os.getcwd(), self.policy_file, self.policy.runtime, use_apptainer, tuple(self.global_args),
                             os.environ, _intended_executor(self.workflow), sys.executable,
                             None if self.workflow.dryrun else self._attestations_folder)
-        findings += preflight.check(self.checker, jobs, per_rule, images, run, self._smoked, whole_workflow=first)
+        findings = preflight.check(self.checker, jobs, per_rule, images, run, self._smoked, first, found=findings)
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),

@@ -161,11 +161,12 @@ class Run:
 
 
 def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], images: Mapping[str, str | None],
-          run: Run, smoked: dict, whole_workflow: bool) -> list[Finding]:
+          run: Run, smoked: dict, whole_workflow: bool, found: Sequence[Finding] = ()) -> list[Finding]:
     """Every finding about these jobs before they are submitted: the checks, then (for the whole workflow)
-    what only the run shows, then — where nothing is wrong so far — each rule's flags started for real (smoke
-    test) and probed (attest.py). `images`: URL -> local path; `smoked`: the smoke tests' results of the run."""
-    findings = checker.check(jobs, whole_workflow=whole_workflow)
+    what only the run shows, then — where nothing is wrong so far, `found` (what reading the jobs found)
+    included — each rule's flags started for real (smoke test) and probed (attest.py). `images`: URL -> local
+    path; `smoked`: the smoke tests' results of the run."""
+    findings = list(found) + checker.check(jobs, whole_workflow=whole_workflow)
     if whole_workflow:
         uncontained = sorted(r for r in settings if settings[r].isolates and not run.use_apptainer)
         if uncontained:

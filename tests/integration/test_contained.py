@@ -31,7 +31,8 @@ def host_ns(kind: str) -> str:
 
 
 def read(path) -> dict:
-    return dict(line.split("=", 1) for line in Path(path).read_text().split("\n") if "=" in line)
+    # surrogateescape: a listing of host processes may hold another test's non-UTF-8 command line (run in parallel)
+    return dict(line.split("=", 1) for line in Path(path).read_text(errors="surrogateescape").split("\n") if "=" in line)
 
 
 @pytest.fixture(scope="module", params=[pytest.param(name, marks=[pytest.mark.slurm] if name in SLURM else [])
@@ -65,7 +66,8 @@ def ran(request, image):
 
 def test_pid_namespace_hides_host_processes(ran):
     work, *_ = ran
-    on, off = (work / "results" / "pid_on.txt").read_text(), (work / "pid_off.txt").read_text()
+    on, off = ((work / "results" / "pid_on.txt").read_text(errors="surrogateescape"),
+               (work / "pid_off.txt").read_text(errors="surrogateescape"))
     assert read(work / "results" / "pid_on.txt")["pidns"] != host_ns("pid")
     assert "sleep 4321" not in on and len(on.splitlines()) < 10
     assert read(work / "pid_off.txt")["pidns"] == host_ns("pid")

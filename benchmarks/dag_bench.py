@@ -25,11 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Every shape: a Snakefile body (after `container:`) and a policy, both formatted with n, site.
-# `site` holds ten reference files (site/ref) and a software folder (site/sw) outside the workdir.
-SHAPES = {
-    # The issue's: one rule, every job reads one file under a read-only policy bind.
-    "one-rule-ro-bind": ("""\
+# One rule, every job reading one of ten reference files outside the workdir.
+ONE_RULE = """\
 rule all:
     input: expand("out/{{i}}.txt", i=range({n}))
 
@@ -37,23 +34,22 @@ rule make:
     input: lambda w: f"{site}/ref/{{int(w.i) % 10}}.fa"
     output: "out/{{i}}.txt"
     shell: "cat {{input}} > {{output}}"
-""", """\
+"""
+# The issue's policy: contain + pid, the reference files under a read-only bind.
+RO_BIND = """\
 version: 1
 defaults:
   containment: contain
   namespaces: [pid]
   binds: ["{site}/ref:{site}/ref:ro"]
-"""),
+"""
+# Every shape: a Snakefile body (after `container:`) and a policy, both formatted with n, site.
+# `site` holds ten reference files (site/ref) and a software folder (site/sw) outside the workdir.
+SHAPES = {
+    # The issue's: one rule, every job reads one file under a read-only policy bind.
+    "one-rule-ro-bind": (ONE_RULE, RO_BIND),
     # The previous benchmark's: the reference is outside every bind (an auto-bind), containall, one env name.
-    "one-rule-auto-bind": ("""\
-rule all:
-    input: expand("out/{{i}}.txt", i=range({n}))
-
-rule make:
-    input: lambda w: f"{site}/ref/{{int(w.i) % 10}}.fa"
-    output: "out/{{i}}.txt"
-    shell: "cat {{input}} > {{output}}"
-""", """\
+    "one-rule-auto-bind": (ONE_RULE, """\
 version: 1
 defaults:
   containment: contain
@@ -101,13 +97,7 @@ rule make:
     input: lambda w: f"{site}/ref/{{int(w.d) % 10}}.fa"
     output: "out/{{a}}/{{b}}/{{c}}/{{d}}.txt"
     shell: "cat {{input}} > {{output}}"
-""", """\
-version: 1
-defaults:
-  containment: contain
-  namespaces: [pid]
-  binds: ["{site}/ref:{site}/ref:ro"]
-"""),
+""", RO_BIND),
     # Two rules chained in the workdir: the second reads the first's outputs (inputs in the workdir).
     "workdir-chain": ("""\
 rule all:
@@ -123,13 +113,7 @@ rule second:
     output: "out/{{i}}.txt"
     log: "logs/second/{{i}}.log"
     shell: "cat {{input}} > {{output}} 2> {{log}}"
-""", """\
-version: 1
-defaults:
-  containment: contain
-  namespaces: [pid]
-  binds: ["{site}/ref:{site}/ref:ro"]
-"""),
+""", RO_BIND),
     # A checkpoint (a directory() output) and an aggregate that waits on it, beside n ordinary jobs.
     "checkpoint": ("""\
 rule all:
@@ -152,13 +136,7 @@ rule aggregate:
     input: parts
     output: "agg/all.txt"
     shell: "cat {{input}} > {{output}}"
-""", """\
-version: 1
-defaults:
-  containment: contain
-  namespaces: [pid]
-  binds: ["{site}/ref:{site}/ref:ro"]
-"""),
+""", RO_BIND),
     # cleanenv with an env list (SC209 is judged with each job's threads and tmpdir).
     "cleanenv-env": ("""\
 rule all:

@@ -27,7 +27,8 @@ class Checker:
         paths (added to every rule, never removed) and its floor. `host_reads`: what the host reads later as
         configuration or code (never writable to a job); `source`: the workflow's own source tree."""
         self.policy, self.runtime, self.pm, self.workdir = policy, runtime, pm, workdir
-        self.host_reads, self.source = self._with_real_now(host_reads), source and os.path.realpath(source)
+        self._real_paths: dict[str, str] = {}
+        self.host_reads, self.source = self._with_real(host_reads), source and os.path.realpath(source)
         self.rule_kinds = rule_kinds  # rule name -> shell | script | notebook | wrapper | cwl | template | run
         self.environ = os.environ if environ is None else environ
         self.presets: dict[str, Layer] = {}
@@ -40,7 +41,6 @@ class Checker:
             self.presets.update(site.presets if site else {})
             self.presets.update(policy.presets)
             check_presets(policy, self.presets)
-        self._real_paths: dict[str, str] = {}
         self._links: dict[str, dict] = {}
         self._folders: dict[str, bool] = {}
         self._top_users: bool | None = None
@@ -163,23 +163,22 @@ class Checker:
         real = real or self._real
         return {bind.src: real(bind.src) for bind in binds if real(bind.src) != bind.src}
 
-    @staticmethod
-    def _with_real_now(paths: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*paths, *map(os.path.realpath, paths)]))
-
-    def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True, fresh: bool = False) -> list[Finding]:
+    def check(self, jobs: Iterable[JobSpec], whole_workflow: bool = True) -> list[Finding]:
         """Every finding for these jobs: workflow-level once (unless a single job is re-checked), rule-level
-        once per rule and image, then per job (`fresh`: see job_plan)."""
+        once per rule and image, then per job."""
+        return self.check_plans(map(self.job_plan, jobs), whole_workflow)
+
+    def check_plans(self, plans: Iterable[JobPlan], whole_workflow: bool = True) -> list[Finding]:
+        """check() of plans already made (a job's, made fresh right before it starts)."""
         hook = self.pm.hook
         findings = []
         if whole_workflow:
             findings += [f for found in hook.singcontain_check_workflow(policy=self.policy, rules=list(self.rule_kinds))
                          for f in found]
         checked_rules = set()
-        for job in jobs:
-            plan = self.job_plan(job, fresh)
-            if (job.rule, job.image) not in checked_rules:
-                checked_rules.add((job.rule, job.image))
+        for plan in plans:
+            if (plan.job.rule, plan.job.image) not in checked_rules:
+                checked_rules.add((plan.job.rule, plan.job.image))
                 findings += [f for found in hook.singcontain_check_rule(plan=plan.rule, runtime=self.runtime) for f in found]
             findings += [f for found in hook.singcontain_check_job(plan=plan, runtime=self.runtime) for f in found]
         return findings

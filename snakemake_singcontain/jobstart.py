@@ -40,9 +40,9 @@ def judge(checker, job: JobSpec, sealed: seal.Seal, changed_files: list[str], gl
         JobPlan, list[str]]:
     """Right before the job starts, in the process that starts it: its plan, made afresh by real path as it is
     now (jobs that ran since the check may have left links), and why it may not start ("CODE message")."""
-    findings = checker.check([job], whole_workflow=False, fresh=True)
-    findings += escape_hatches([job.rule], {job.rule: checker.settings(job.rule)}, global_args, environ)
     plan = checker.job_plan(job, fresh=True)
+    findings = checker.check_plans([plan], whole_workflow=False)
+    findings += escape_hatches([job.rule], {job.rule: checker.settings(job.rule)}, global_args, environ)
     why = [f"{f.code} {f.message}" for f in findings if f.severity == ERROR]
     return plan, why + changes_since_check(sealed, job.image, plan, changed_files)
 

@@ -235,6 +235,18 @@ def host_read(rule: RulePlan, grant: str) -> str | None:
     return memo[grant]
 
 
+def _left_by_a_job(rule: RulePlan, job: JobSpec, written: str) -> list[str]:
+    """The links on the way to `written` that a job could have left and that lead elsewhere than below the
+    folder they lie in. At the workdir's top a link is the user's while no rule's job writes there."""
+    return [link for link, (target, parent) in job.links.items()
+            if under(written, link) and not under(target, parent)
+            and (posixpath.dirname(link) != rule.workdir or not rule.top_is_users)]
+
+
+def _link_problem(job: JobSpec, links: list[str], why: str) -> tuple[str, str]:
+    return "link", f"{links[-1]} is a symlink to {job.links[links[-1]][0]}: a link in a folder that jobs can write {why}"
+
+
 def _write_problem(rule: RulePlan, job: JobSpec, raw: str, written: str, path: str, folder: str,
                    mount: Mount | None, same: bool) -> tuple[str, str] | None:
     """Why the job may not write output `raw` (`written` absolute, `path` real, in `folder`), or None; see the
@@ -242,16 +254,13 @@ def _write_problem(rule: RulePlan, job: JobSpec, raw: str, written: str, path: s
     workdir = rule.workdir
     if job.shadow and under(path, job.shadow):
         return None  # the job's own shadow folder, bound writable
+    # A job's link may lead out only where a writable policy bind shows (any job of a rule with that bind
+    # could write there anyway); the user's links at the top lead below their folder whenever they stay inside.
     policy_writable = mount is not None and same and mount.mode == "rw" and mount.origin not in NOT_POLICY
-    for link, (target, parent) in job.links.items():
-        if not under(written, link) or under(target, parent):
-            continue
-        # At the workdir's top a link is the user's (no job writes there); deeper, a job's, which may lead out
-        # only where a writable policy bind shows (then any job of a rule with that bind could write there).
-        made_by_a_job = posixpath.dirname(link) != workdir or not rule.top_is_users
-        if under(target, workdir) or made_by_a_job and not policy_writable:
-            return "link", (f"{link} is a symlink to {target}: a link in a folder that jobs can write may lead only "
-                            "below that folder, or out of the workdir under a writable policy bind")
+    suspect = _left_by_a_job(rule, job, written)
+    if suspect and (not policy_writable or any(under(job.links[link][0], workdir) for link in suspect)):
+        return _link_problem(job, suspect, "may lead only below that folder, or out of the workdir under a "
+                             "writable policy bind")
     if under(folder, workdir):
         state = posixpath.join(workdir, ".snakemake")
         if under(folder, state) and not under(folder, posixpath.join(state, "storage")):
@@ -320,7 +329,6 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
         written = _absolute(raw, base)
         path = real_path(written, job.real_folders)
         mount, same = mounts.find(path)
-        links = [link for link in job.links if under(written, link)]
         if mount is not None and not same:
             problems.append(("input", path, f"the container shows {mount.src} at {mount.dst} ({mount.origin})"))
         elif mount is not None:
@@ -330,9 +338,9 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append(("input", path, "no bind shows it and auto_binds is off for it"))
         elif rule.source and under(path, rule.source):
             _bind(mounts, auto, posixpath.dirname(path), posixpath.dirname(path), "ro", SOURCE)  # e.g. ../workflow/x
-        elif job_made := [link for link in links if posixpath.dirname(link) != workdir or not rule.top_is_users]:
-            problems.append(("link", path, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link in a "
-                             "folder that jobs can write may lead out of the workdir only where a policy bind shows"))
+        elif suspect := _left_by_a_job(rule, job, written):
+            kind, why = _link_problem(job, suspect, "may lead out of the workdir only where a policy bind shows")
+            problems.append((kind, path, why))
         elif contained and ".." in raw.split("/") and not under(path, workdir):
             # Climbing out of the workdir is how a path built from data (a wildcard) reaches the host.
             problems.append(("dotdot", path, f"input {raw!r} leaves the workdir through '..' and no policy bind "
@@ -352,12 +360,9 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             problems.append(("symlink", _absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
     for raw in job.benchmarks:
         written = _absolute(raw, workdir)
-        job_made = [link for link, (target, parent) in job.links.items()
-                    if under(written, link) and not under(target, parent)
-                    and (posixpath.dirname(link) != workdir or not rule.top_is_users)]
-        if job_made:  # Snakemake writes the benchmark on the host, through whatever a job left on the way
-            problems.append(("link", written, f"{job_made[-1]} is a symlink to {job.links[job_made[-1]][0]}: a link "
-                             "in a folder that jobs can write may lead only below that folder"))
+        if suspect := _left_by_a_job(rule, job, written):  # Snakemake writes it on the host, through such links
+            kind, why = _link_problem(job, suspect, "may lead only below that folder")
+            problems.append((kind, written, why))
     for raw in job.benchmarks if contained else ():
         path = _absolute(raw, workdir)
         mount, same = mounts.find(posixpath.dirname(path))

@@ -24,6 +24,7 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 from .argv import JOB_VARIABLES, apptainer_args
 from .findings import ERROR, NOTE, Finding
@@ -126,7 +127,7 @@ class Attestation:
             data[key] = tuple(data.get(key) or ())
         return cls(**data)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """sha256 of the canonical JSON: equal for equal observations, on any host and in any process."""
         text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -536,16 +537,25 @@ def kept(workdir: str) -> dict[str, Attestation]:
     return found
 
 
+_attested: dict[tuple, tuple[Attestation, list[Finding]]] = {}  # this process's: a run's probes, compared
+
+
 def attest_rule(checker, spec: JobSpec, folder: str | None, workdir: str,
                 environ: Mapping[str, str]) -> tuple[Attestation, list[Finding]]:
     """What the container of a job of `spec`'s rule really shows on this host, with the rule's own flags and
     Snakemake's binds (not the job's files), and its comparison with that plan. Kept in `folder` (one probe
-    per host, command line and run for every process of the run), or probed afresh where it is None (a dry
-    run keeps nothing)."""
+    per host, command line and run for every process of the run; compared once per process), or probed
+    afresh where it is None (a dry run keeps nothing)."""
+    key = (folder, spec.rule, spec.image, spec.support, workdir)
+    if folder and key in _attested:
+        return _attested[key]
     runtime = checker.runtime
     plan = checker.job_plan(replace(spec, inputs=(), outputs=(), directories=frozenset(), protected=frozenset(),
                                     benchmarks=(), shadow=None, scratch=None))
     args = apptainer_args(plan, runtime, environ)
     found = (cached_probe(folder, runtime.binary, spec.image, args, workdir) if folder
              else probe(runtime.binary, spec.image, args, workdir))
-    return found, compare(found, expectation(plan), runtime)
+    result = found, compare(found, expectation(plan), runtime)
+    if folder and not found.failure:
+        _attested[key] = result
+    return result

@@ -21,19 +21,15 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import replace
 
-from . import attest, conda, jobstart, launch, preflight, records, report, seal
-from .argv import apptainer_args
+from . import conda, jobstart, launch, preflight, records, report, seal
 from .checker import Checker
 from .errors import PolicyError
-from .findings import ERROR, Finding, has_errors, render
-from .plan import AUTO, INPUT, SHADOW, SOURCE, TOPLEVEL, JobSpec
+from .findings import Finding, has_errors, render
+from .plan import JobSpec, host_reads
 from .plugins import plugin_manager
 from .policy import Settings, load_policy, load_site_layers
 from .runtime import SmokeResult, detect
@@ -43,7 +39,6 @@ RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "containe
                    "use_singularity", "shadow_dir")
 PREFIX = "snakemake-singcontain"
 MARKER = "--singcontain-policy="
-SITE_FILE = "/etc/singcontain/site.yaml"
 
 
 def _workflow_error(message: str):
@@ -90,22 +85,16 @@ def requested_policy(workflow) -> str | None:
     Two different policies named are refused: a profile Snakemake loads by itself from the workdir must not
     silently replace the one the user named."""
     words = shlex.split(workflow.deployment_settings.apptainer_args or "")
-    named = {_from_launch_folder(w[len(MARKER):]): "--singcontain-policy in --apptainer-args (command line or profile)"
+    named = {launch.from_launch_folder(w[len(MARKER):]): "--singcontain-policy in --apptainer-args (command line or profile)"
              for w in words if w.startswith(MARKER)}
     if named and not workflow.is_main_process:
         return next(reversed(named))  # what the main process put on the job's command line: the one it checked
     if os.environ.get("SINGCONTAIN_POLICY"):
-        named.setdefault(_from_launch_folder(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
+        named.setdefault(launch.from_launch_folder(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
     if len(named) > 1:
         raise _workflow_error("two policies named: " + " and ".join(f"{path} ({how})" for path, how in named.items())
                               + "; name one of them, once")
     return next(iter(named), None)
-
-
-def _from_launch_folder(path: str) -> str:
-    """A relative path a user gave in the environment, taken from the folder where they typed the command:
-    the process's first working directory (autoload.py notes it), not the workdir Snakemake moved to (-d)."""
-    return os.path.abspath(os.path.join(launch.STARTED_IN or os.getcwd(), path))
 
 
 def activate(workflow_class) -> None:
@@ -253,18 +242,6 @@ def _snakemake_binds(kind: str, runtime_paths) -> tuple[tuple[str, str], ...]:
     return tuple(binds)
 
 
-def _site_files() -> list[str]:
-    named = os.environ.get("SINGCONTAIN_SITE")
-    return [path for path in (named and _from_launch_folder(named), SITE_FILE) if path and os.path.exists(path)]
-
-
-def _site():
-    """The site's own files, the same in the main process and a job's own process: the admin's SITE_FILE
-    always (where it exists), and on top of it the one SINGCONTAIN_SITE names (it adds, never lowers)."""
-    named = os.environ.get("SINGCONTAIN_SITE")
-    return load_site_layers(SITE_FILE, _from_launch_folder(named) if named else None)
-
-
 def _intended_executor(workflow) -> str | None:
     """The batch executor the run submits to; None for local execution. A dry run tells what the real run
     with that executor will tell, though it executes with Snakemake's `dryrun` plugin."""
@@ -324,23 +301,129 @@ def _benchmarks(snakemake_rule, wildcards) -> tuple[str, ...]:
     return (str(pattern.apply_wildcards(dict(wildcards.items()))),) if pattern else ()
 
 
+def _call_spec(snakemake_rule, a: dict, image: str, kind: str) -> JobSpec:
+    """A job as its rule's function receives it (arguments `a`), right before it starts."""
+    shadow = a.get("shadow_dir")
+    return JobSpec(snakemake_rule.name, tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ()),
+                   dict(a["wildcards"].items()), image, support=_snakemake_binds(kind, a.get("runtime_paths")),
+                   directories=_flagged(a["output"], "directory", snakemake_rule.output),
+                   protected=_flagged(a["output"], "protected", snakemake_rule.output),
+                   benchmarks=_benchmarks(snakemake_rule, a["wildcards"]),
+                   shadow=os.path.abspath(shadow) if shadow else None)
+
+
+class _JobReader:
+    """Snakemake's jobs (from its DAG, before any runs) read into plain JobSpecs, with what only Snakemake's job
+    knows judged on the way (preflight.job_findings). A large DAG's jobs mostly share rules, images and
+    reference files: each is asked of Snakemake once."""
+
+    def __init__(self, workflow):
+        self.workflow = workflow
+        self.images: dict[str, str] = {}  # image URL -> local path: Snakemake resolves it anew per call (~60 µs)
+        self._symlinks: dict[str, str | None] = {}  # input -> where it leads, if a symlink
+        self._varies: dict[tuple, bool | None] = {}  # (rule, resource) -> _resource_varies
+        self._rule_tmpdir: dict[str, object] = {}  # rule -> the tmpdir every job of it has
+        self._post_deploy: dict[str, str | None] = {}  # conda env spec -> its post-deploy script
+        self._env_judged: dict[tuple, list] = {}  # (rule, tmpdir) -> SC209 (message, fix) pairs
+
+    def specs(self, snakemake_jobs, kinds: dict[str, str], checker: Checker, conda_in_image: bool) -> tuple[
+            list[JobSpec], dict[str, Settings], list[Finding]]:
+        """The jobs that run something, each rule's settings, and the findings met while reading them."""
+        jobs, findings = [], []
+        per_rule: dict[str, Settings] = {}  # the job loop stays cheap
+        directory_rules: dict[str, bool] = {}  # rule -> has a directory() output
+        runtime_paths = getattr(self.workflow, "runtime_paths", ())  # 9.x; what a job's function receives
+        # A shadow job writes its relative outputs in a folder of its own there, made when it starts.
+        shadow = os.path.join(os.path.abspath(self.workflow.persistence.shadow_path), "(the job's own)")
+        support = {kind: _snakemake_binds(kind, runtime_paths) for kind in set(kinds.values())}
+        images = self.images
+        for job in snakemake_jobs:
+            rule = job.rule.name
+            if kinds.get(rule, "norun") == "norun":
+                continue
+            if rule not in per_rule:
+                per_rule[rule] = checker.settings(rule)
+            settings = per_rule[rule]
+            image = None
+            if job.container_img_url:  # also without --sdm apptainer: then SC102 tells the one fix that helps
+                url = job.container_img_url
+                if url not in images:
+                    images[url] = job.container_img_path
+                    findings += preflight.image_findings(rule, url, images[url])
+                image = images[url]
+            if settings.isolates:
+                findings += self._job_findings(rule, settings, job, conda_in_image)
+            inputs = tuple(map(str, job.input))  # plain strings: Snakemake's hash and compare theirs in Python
+            symlinks = {p: real for p in inputs if (real := self._symlinked(p))}
+            benchmarks = (str(job.benchmark),) if job.rule.benchmark and job.benchmark else ()
+            if rule not in directory_rules:
+                directory_rules[rule] = bool(_flagged(job.rule.output, "directory"))
+            directories = _flagged(job.output, "directory") if directory_rules[rule] else frozenset()
+            outputs = tuple(map(str, job.output)) + tuple(map(str, job.log))
+            jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
+                                support=support[kinds[rule]], directories=directories, benchmarks=benchmarks,
+                                shadow=shadow if job.rule.shadow_depth else None))
+        return jobs, per_rule, findings
+
+    def _symlinked(self, path: str) -> str | None:
+        """Where an input that is a symlink leads; asked once per path (jobs share their reference files)."""
+        if path not in self._symlinks:
+            real = os.path.realpath(path) if os.path.islink(path) else None
+            self._symlinks[path] = real if real != os.path.abspath(path) else None
+        return self._symlinks[path]
+
+    def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
+        """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
+        # Snakemake 8 shows a string resource as <TBD> here; asked only of rules that have one.
+        shell_exec = job.resources.get("shell_exec") if self._varies_in(job, "shell_exec") is not None else None
+        spec = job.conda_env_spec if conda_in_image else None
+        if spec and str(spec) not in self._post_deploy:  # looked up once per env file
+            self._post_deploy[str(spec)] = _post_deploy_script(spec, self.workflow.sourcecache)
+        unpassable = []
+        if settings.effective_cleanenv:
+            tmpdir = self._tmpdir(job) if set(settings.env) & set(jobstart.TMP_VARIABLES) else None
+            key = (rule, str(tmpdir))
+            if key not in self._env_judged:  # the thread counts are digits, which --env always carries
+                env = jobstart.job_environment(1, {"tmpdir": tmpdir}, os.environ)
+                self._env_judged[key] = preflight.unpassable_values(settings.env, env)
+            unpassable = self._env_judged[key]
+        return preflight.job_findings(rule, str(job), shell_exec, self._post_deploy[str(spec)] if spec else None,
+                                      unpassable)
+
+    def _varies_in(self, job, resource: str) -> bool | None:
+        key = (job.rule.name, resource)
+        if key not in self._varies:
+            self._varies[key] = _resource_varies(job.rule, resource)
+        return self._varies[key]
+
+    def _tmpdir(self, job):
+        """The job's tmpdir resource: asked of each job only where it is a function of the job (Snakemake
+        evaluates all of a job's resources at once: about 0.1 ms a job, more than the rest of its checks)."""
+        varies = self._varies_in(job, "tmpdir")
+        if varies is None:
+            return None
+        if varies:
+            return job.resources.get("tmpdir")
+        if job.rule.name not in self._rule_tmpdir:
+            self._rule_tmpdir[job.rule.name] = job.resources.get("tmpdir")
+        return self._rule_tmpdir[job.rule.name]
+
+
 class _Bridge:
+    """One workflow's containment: its rules' functions wrapped, the preflight after the DAG is built (main
+    process), each job's start and end (wherever the job's function runs)."""
+
     def __init__(self, workflow, policy, policy_file: str):
         self.workflow, self.policy, self.policy_file = workflow, policy, policy_file
         self._checker = None
         self._seal: seal.Seal | None = None
         self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
-        self._symlinks: dict[str, str | None] = {}  # input -> where it leads, if a symlink
-        self._env_judged: dict[tuple, list] = {}  # (rule, tmpdir) -> SC209 (message, fix) pairs
         self._changed: list[str] | None = None
-        self._started: dict[int, jobstart.Started] = {}  # a running job's arguments -> what its end and record need
         self._recorder: records.Recorder | None = None
-        self._scratch: dict[int, str] = {}  # a running job's arguments -> its own /tmp folder, removed at its end
         self._new_run_id: str | None = None
-        self._varies: dict[tuple, bool | None] = {}  # (rule, resource) -> _resource_varies
-        self._rule_tmpdir: dict[str, object] = {}  # rule -> the tmpdir every job of it has
-        self._post_deploy: dict[str, str | None] = {}  # conda env spec -> its post-deploy script
+        self._reading = _JobReader(workflow)
+        self._settings_data: dict[str, dict] = {}  # rule -> its settings as a record shows them
 
     @property
     def use_apptainer(self) -> bool:
@@ -371,49 +454,29 @@ class _Bridge:
         if self._seal is None and self.policy is not None:
             raise _workflow_error("a job started before the run's check; refusing")
         if self._seal is None:
-            path = os.path.join(seal.FOLDER, seal.NAME)
-            try:
-                with open(path) as f:
-                    text = f.read()
-                loaded = seal.loads(text)
-            except (OSError, ValueError) as err:
-                why = err.strerror if isinstance(err, OSError) else str(err)
-                raise _workflow_error(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on "
-                                      f"{os.uname().nodename}: {why}; the workdir must be on a file system shared "
-                                      "with the submit host, and the run started with this plugin") from None
             words = shlex.split(self.workflow.deployment_settings.apptainer_args or "")
-            expected = [w[len(seal.MARKER):] for w in words if w.startswith(seal.MARKER)]
-            if not expected or seal.digest(text) != expected[-1]:
-                raise _workflow_error(f"SC501 the settings checked for this run ({os.path.abspath(path)}) differ from "
-                                      "those the main process sealed for this job (changed since the check); refusing "
-                                      "on " + os.uname().nodename)
-            self._seal = loaded
+            try:
+                self._seal = seal.read(seal.carried_digest(words), os.uname().nodename)
+            except seal.SealError as err:
+                raise _workflow_error(str(err)) from None
         return self._seal
 
     @property
     def checker(self) -> Checker:
         if self._checker is None:
             sealed = None if self.policy is not None else self.sealed.settings
+            workflow = self.workflow
+            files = [self.policy_file, *map(os.path.abspath, workflow.configfiles), *launch.site_files(),
+                     *(_path_or_uri(source) for source in list(workflow.included))]
             try:
+                site = load_site_layers(launch.SITE_FILE, launch.named_site())
                 self._checker = Checker(self.policy, detect(self._runtime_preference()), plugin_manager(),
-                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed, site=_site(),
-                                        host_reads=self._host_reads(), source=self.workflow.basedir)
+                                        workdir=os.getcwd(), rule_kinds=self.kinds, sealed=sealed, site=site,
+                                        host_reads=host_reads(os.getcwd(), workflow.basedir, files),
+                                        source=workflow.basedir)
             except PolicyError as err:
                 raise _workflow_error(err.render()) from None
         return self._checker
-
-    def _host_reads(self) -> tuple[str, ...]:
-        """What Snakemake and this plugin read on the host as configuration or code, on this run or the next:
-        never writable to a job (SC411). The workflow's source folder as a whole where it is not the workdir
-        (nor holds it): the catalogue layout, workflow/."""
-        workdir, basedir = os.getcwd(), os.path.realpath(self.workflow.basedir)
-        paths = [os.path.join(workdir, "profiles"), os.path.join(basedir, "profiles"), self.policy_file,
-                 *map(os.path.abspath, self.workflow.configfiles), *_site_files()]
-        paths += [_path_or_uri(source) for source in list(self.workflow.included)]
-        paths = [p for p in paths if isinstance(p, str) and "://" not in p]
-        if not (workdir + os.sep).startswith(basedir.rstrip(os.sep) + os.sep):
-            paths.append(basedir)
-        return tuple(dict.fromkeys(map(os.path.abspath, paths)))
 
     @staticmethod
     def _runtime_preference() -> str:
@@ -444,6 +507,8 @@ class _Bridge:
             image = records.image_digest(image, os.getcwd())  # the content, once per image file and run
         return f"containment {settings[:16]} image {image}"
 
+    # --- a job's start and end, wherever its function runs (main process, or the job's own on a node) -------
+
     def _wrap(self, rule):
         original = rule.run_func
         signature = inspect.signature(original)
@@ -457,9 +522,11 @@ class _Bridge:
 
         def run_contained(*args, **kwargs):
             call = signature.bind(*args, **kwargs)
-            start, status = time.time(), 1
+            start, status, started = time.time(), 1, None
             try:
-                call.arguments["singularity_args"] = self.job_args(rule, call.arguments)
+                started = self._start(rule, call.arguments)
+                if started is not None:
+                    call.arguments["singularity_args"] = shlex.join(started.argv)
                 if drops_runtime_paths:
                     call.arguments["runtime_paths"] = []  # bound read-only by the job's own flags
                 result = original(*call.args, **call.kwargs)
@@ -469,66 +536,58 @@ class _Bridge:
                 status = err.returncode
                 raise
             finally:
-                try:
-                    self._after_job(call.arguments, status)  # before any of Snakemake's own steps on the host
-                finally:
-                    self._record(rule, call.arguments, start, status)
-                    scratch = self._scratch.pop(id(call.arguments), None)
-                    if scratch:
-                        shutil.rmtree(scratch, ignore_errors=True)
+                if started is not None:
+                    try:
+                        self._finish(started, status)  # before any of Snakemake's own steps on the host
+                    finally:
+                        self._record(started, call.arguments, start, status)
 
         run_contained._singcontain = True
         return run_contained
 
-    def job_args(self, snakemake_rule, a: dict) -> str:
-        """Right before the job starts (locally or on a node): re-check it, then its flags as one string."""
+    def _start(self, snakemake_rule, a: dict) -> jobstart.Started | None:
+        """Right before the job starts: re-check it and make what its container needs; None where it runs
+        without a container (refused where its rule must be contained)."""
         rule = snakemake_rule.name
-        kind = self.kinds.get(rule, "shell")
         image = a["container_img"] if a["use_singularity"] else None
-        settings = self.checker.settings(rule)
-        refuse = []  # a host-code rule kind (run:, template_engine:, cwl:) is SC103 among the checks below
         if image is None:
-            if settings.isolates:
+            if self.checker.settings(rule).isolates:
                 raise _workflow_error(f"rule {rule} must run contained but would run on the host "
                                       "(no image, or Snakemake runs without --sdm apptainer); refusing")
-            return a["singularity_args"]
-        resources = a["resources"] or {}
-        if settings.isolates and resources.get("shell_exec"):
-            refuse.append("SC108 its shell_exec resource would replace the program that starts the container")
-        shadow = a.get("shadow_dir")
-        scratch = None
-        if settings.scratch and settings.containment != "none" and os.path.isdir(settings.scratch):
-            scratch = tempfile.mkdtemp(prefix=f"{rule}-", dir=settings.scratch)
-            self._scratch[id(a)] = scratch  # removed when the job ends, refused or not
-        inputs, outputs = tuple(a["input"]), tuple(a["output"]) + tuple(a["log"] or ())
-        job = JobSpec(rule, inputs, outputs, dict(a["wildcards"].items()), image,
-                      support=_snakemake_binds(kind, a.get("runtime_paths")),
-                      directories=_flagged(a["output"], "directory", snakemake_rule.output),
-                      protected=_flagged(a["output"], "protected", snakemake_rule.output),
-                      benchmarks=_benchmarks(snakemake_rule, a["wildcards"]),
-                      shadow=os.path.abspath(shadow) if shadow else None, scratch=scratch)
+            return None
+        job = _call_spec(snakemake_rule, a, image, self.kinds.get(rule, "shell"))
         if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process
             self._changed = seal.changed_files(self.sealed)
-        plan, why = jobstart.judge(self.checker, job, self.sealed, self._changed or [], self.global_args, os.environ)
-        refuse += why
-        if refuse:
-            # One line per problem, e.g. "/cvmfs/sft.cern.ch does not exist on this host", in the job's log.
-            self._refuse(job.label, "; ".join(refuse))
-        env = jobstart.job_environment(a.get("threads", 1), resources)
-        try:  # before anything is made on disk for the job
-            apptainer_args(plan, self.checker.runtime, env)
-        except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
-            self._refuse(job.label, f"SC209 {err}")
-        # Cached: one container start per host, flags and run.
-        attestation, found = attest.attest_rule(self.checker, job, None if self.workflow.dryrun else
-                                                self._attestations_folder, os.getcwd(), os.environ)
-        refuse = [f"{f.code} {f.message}" for f in found if f.severity == ERROR]
-        if refuse:
-            self._refuse(job.label, "; ".join(refuse))
-        resolved, made = jobstart.resolved(plan)
-        argv = apptainer_args(resolved, self.checker.runtime, env)
-        self._started[id(a)] = jobstart.Started(image, argv + self.global_args, resolved, made, attestation.digest)
-        return shlex.join(argv + self.global_args)
+        try:
+            return jobstart.start(self.checker, job, self.sealed, self._changed or [], self.global_args, os.environ,
+                                  a.get("threads", 1), a["resources"] or {}, self._attestations_folder, os.getcwd())
+        except jobstart.Refused as why:
+            self._refuse(job.label, str(why))
+
+    def _finish(self, started: jobstart.Started, status: int) -> None:
+        """Right after the job's container ends, success or failure, before Snakemake's own steps on the host."""
+        planted = jobstart.finish(started)
+        if planted:
+            self._refuse(started.plan.job.label, "SC410 it left links that Snakemake would follow on the host, to "
+                         "places the job could not write (removed): " + ", ".join(planted))
+        if status and started.made:
+            from snakemake.logging import logger
+
+            logger.error(f"{PREFIX}: {jobstart.top_level_hint(started)}")
+
+    def _record(self, started: jobstart.Started, a: dict, start: float, status: int) -> None:
+        """How the job ran, appended when it ends (records.py)."""
+        if self.workflow.dryrun:
+            return
+        sealed, rule = self.sealed, started.plan.job.rule
+        if self._recorder is None:
+            self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
+        if rule not in self._settings_data:
+            self._settings_data[rule] = seal.settings_data(self.checker.settings(rule))
+        self._recorder.write(records.job_record(
+            started.plan, started.image, started.argv, started.attestation, self._settings_data[rule],
+            list(a["output"]), a.get("jobid"), self.checker.runtime,
+            sealed.files.get(self.policy_file) or records.sha256(self.policy_file), start, status))
 
     def _refuse(self, label: str, why: str):
         """Fail the job with one line; from a job's own process (a node), also for the main process to tell
@@ -543,17 +602,12 @@ class _Bridge:
                 pass  # the job's own log still has the line
         raise _workflow_error(f"job {label} refused on {host}: {why}")
 
-    def _tell_refusals(self) -> None:
-        from snakemake.logging import logger
-
-        for r in records.refusals(os.getcwd(), self._seal.run_id):
-            where = f"; its log: {r['log']}" if r.get("log") else ""
-            logger.error(f"{PREFIX}: job {r['job']} refused on {r['host']}: {r['why']}{where}")
+    # --- the run, in the main process -------------------------------------------------------------------------
 
     def _hook_run_record(self) -> None:
         """The run's first and last record lines, from Snakemake's own start, success and error hooks: called
         only when jobs are scheduled (not for --report, not in dry runs); a run without the last line was
-        interrupted, or is running."""
+        interrupted, or is running. A failed run tells the jobs refused on nodes."""
         workflow = self.workflow
         start, success, error = workflow._onstart, workflow._onsuccess, workflow._onerror
 
@@ -566,83 +620,19 @@ class _Bridge:
             return success(log)
 
         def onerror(log):
+            from snakemake.logging import logger
+
             self._recorder.end(1)
-            self._tell_refusals()
+            for r in records.refusals(os.getcwd(), self.run_id):
+                where = f"; its log: {r['log']}" if r.get("log") else ""
+                logger.error(f"{PREFIX}: job {r['job']} refused on {r['host']}: {r['why']}{where}")
             return error(log)
 
         workflow._onstart, workflow._onsuccess, workflow._onerror = onstart, onsuccess, onerror
 
-    def _after_job(self, a: dict, status: int) -> None:
-        """Right after the job's container ends, success or failure, before Snakemake's own steps on the host."""
-        started = self._started.get(id(a))
-        if started is None:
-            return
-        plan, made = started.plan, started.made
-        planted = jobstart.finish(started)
-        if planted:
-            self._refuse(plan.job.label, "SC410 it left links that Snakemake would follow on the host, to places the "
-                         "job could not write (removed): " + ", ".join(planted))
-        if status and made:
-            from snakemake.logging import logger
-
-            logger.error(f"{PREFIX}: job {plan.job.label} may write {', '.join(sorted(made))} at the top of the workdir "
-                         "only as that one file: a tool that replaces it by rename, or writes files beside it, fails "
-                         f"there (read-only file system, or device busy); give rule {plan.rule.rule} `workdir: rw` in "
-                         "the policy, or write its outputs into a folder (e.g. results/)")
-
-    def _record(self, snakemake_rule, a: dict, start: float, status: int) -> None:
-        """How the job ran, appended when it ends (records.py): only for jobs that ran in a container."""
-        started = self._started.pop(id(a), None)
-        if started is None or self.workflow.dryrun:
-            return
-        image, plan, sealed, runtime = started.image, started.plan, self.sealed, self.checker.runtime
-        if self._recorder is None:
-            self._recorder = records.Recorder(os.getcwd(), sealed.run_id)
-        self._recorder.write({
-            "rule": snakemake_rule.name, "wildcards": dict(a["wildcards"].items()), "jobid": a.get("jobid"),
-            "host": os.uname().nodename, "image": a["container_img"], "image_path": os.path.abspath(image),
-            "image_sha256": records.image_digest(image, os.getcwd()) if os.path.isfile(image) else None,
-            "runtime": runtime.flavour if runtime else None, "runtime_binary": runtime.binary if runtime else None,
-            "runtime_version": ".".join(map(str, runtime.version)) if runtime else None,
-            "argv": started.argv, "job_binds": [b.src for b in plan.binds if b.origin in (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)],
-            "policy_sha256": sealed.files.get(self.policy_file) or records.sha256(self.policy_file),
-            "settings": seal.settings_data(self.checker.settings(snakemake_rule.name)),
-            "inputs": [str(p) for p in a["input"]], "outputs": [str(p) for p in a["output"]],
-            "attestation_sha256": started.attestation, "start": start, "end": time.time(),
-            "exit_status": status})
-
-    def _env_findings(self, rule: str, settings: Settings, job) -> list[Finding]:
-        """SC209 with the environment this job's shell will have; judged once per rule and tmpdir. The thread
-        counts are digits, which --env always carries; the tmpdir matters only where the env passes it."""
-        tmpdir = self._tmpdir(job) if set(settings.env) & set(jobstart.TMP_VARIABLES) else None
-        key = (rule, str(tmpdir))
-        if key not in self._env_judged:
-            env = jobstart.job_environment(1, {"tmpdir": tmpdir})
-            self._env_judged[key] = preflight.unpassable_values(settings.env, env)
-        return [Finding("SC209", ERROR, rule, message, fix, job=str(job)) for message, fix in self._env_judged[key]]
-
-    def _varies_in(self, job, resource: str) -> bool | None:
-        key = (job.rule.name, resource)
-        if key not in self._varies:
-            self._varies[key] = _resource_varies(job.rule, resource)
-        return self._varies[key]
-
-    def _tmpdir(self, job):
-        """The job's tmpdir resource: asked of each job only where it is a function of the job (Snakemake
-        evaluates all of a job's resources at once: about 0.1 ms a job, more than the rest of its checks)."""
-        varies = self._varies_in(job, "tmpdir")
-        if varies is None:
-            return None
-        if varies:
-            return job.resources.get("tmpdir")
-        if job.rule.name not in self._rule_tmpdir:
-            self._rule_tmpdir[job.rule.name] = job.resources.get("tmpdir")
-        return self._rule_tmpdir[job.rule.name]
-
     def preflight(self) -> None:
         """Check every job to run, before anything is pulled or submitted; refuse the run on any error. Jobs a
         checkpoint adds later are checked the same way before they are submitted (_watch_checkpoints)."""
-        self._images: dict[str, str] = {}  # image URL -> local path: Snakemake resolves it anew per call (~60 µs)
         self._checked: set = set()
         self._check_jobs(self.workflow.dag.needrun_jobs(), first=True)
         if not self.workflow.dryrun:
@@ -661,46 +651,15 @@ class _Bridge:
         dag.update_checkpoint_dependencies = update_checkpoint_dependencies
 
     def _check_jobs(self, snakemake_jobs, first: bool) -> None:
-        jobs, findings = [], []
-        images, use_apptainer, use_conda = self._images, self.use_apptainer, self.use_conda
-        per_rule: dict[str, Settings] = {}  # the job loop stays cheap
-        directory_rules: dict[str, bool] = {}  # rule -> has a directory() output
-        runtime_paths = getattr(self.workflow, "runtime_paths", ())  # 9.x; what a job's function receives
-        # A shadow job writes its relative outputs in a folder of its own there, made when it starts.
-        shadow = os.path.join(os.path.abspath(self.workflow.persistence.shadow_path), "(the job's own)")
-        support = {kind: _snakemake_binds(kind, runtime_paths) for kind in set(self.kinds.values())}
-        for job in snakemake_jobs:
-            self._checked.add(job)
-            rule = job.rule.name
-            if self.kinds.get(rule, "norun") == "norun":
-                continue
-            if rule not in per_rule:
-                per_rule[rule] = self.checker.settings(rule)
-            settings = per_rule[rule]
-            image = None
-            if job.container_img_url:  # also without --sdm apptainer: then SC102 tells the one fix that helps
-                url = job.container_img_url
-                if url not in images:
-                    images[url] = job.container_img_path
-                    findings += preflight.image_findings(rule, url, images[url])
-                image = images[url]
-            if settings.isolates:
-                findings += self._job_findings(rule, settings, job, use_apptainer and use_conda)
-            inputs = tuple(map(str, job.input))  # plain strings: Snakemake's hash and compare theirs in Python
-            symlinks = {p: real for p in inputs if (real := self._symlinked(p))}
-            benchmarks = (str(job.benchmark),) if job.rule.benchmark and job.benchmark else ()
-            if rule not in directory_rules:
-                directory_rules[rule] = bool(_flagged(job.rule.output, "directory"))
-            directories = _flagged(job.output, "directory") if directory_rules[rule] else frozenset()
-            outputs = tuple(map(str, job.output)) + tuple(map(str, job.log))
-            jobs.append(JobSpec(rule, inputs, outputs, dict(job.wildcards_dict), image, symlinks,
-                                support=support[self.kinds[rule]], directories=directories, benchmarks=benchmarks,
-                                shadow=shadow if job.rule.shadow_depth else None))
-        rules = set(per_rule)
-        run = preflight.Run(os.getcwd(), self.policy_file, self.policy.runtime, use_apptainer, tuple(self.global_args),
-                            os.environ, _intended_executor(self.workflow), sys.executable,
-                            None if self.workflow.dryrun else self._attestations_folder)
-        findings = preflight.check(self.checker, jobs, per_rule, images, run, self._smoked, first, found=findings)
+        snakemake_jobs = list(snakemake_jobs)
+        self._checked.update(snakemake_jobs)
+        jobs, settings, findings = self._reading.specs(snakemake_jobs, self.kinds, self.checker,
+                                                        self.use_apptainer and self.use_conda)
+        images = self._reading.images
+        run = preflight.Run(os.getcwd(), self.policy_file, self.policy.runtime, self.use_apptainer,
+                            tuple(self.global_args), os.environ, _intended_executor(self.workflow), sys.executable,
+                            self._attestations_folder)
+        findings = preflight.check(self.checker, jobs, settings, images, run, self._smoked, first, found=findings)
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),
@@ -709,77 +668,31 @@ class _Bridge:
             with open(os.environ["SINGCONTAIN_REPORT"], "w") as f:
                 json.dump(audit, f)
         self._report(findings, "" if first else " for the jobs a checkpoint added")
-        self._seal_run(jobs)
+        self._seal_run()
         if first:
             from snakemake.logging import logger
 
-            # One line that says the policy is in force (a run without it would look the same).
-            digest = records.sha256(self.policy_file)[:12]
-            if not jobs:
-                logger.info(f"{PREFIX}: no job to run in a container, nothing to check (policy {self.policy_file}, "
-                            f"sha256 {digest})")
-                return
-            counted = f"{len(jobs)} job{'s' * (len(jobs) != 1)} of {len(rules)} rule{'s' * (len(rules) != 1)}"
-            logger.info(f"{PREFIX}: {counted} checked against {self.policy_file} "
-                        f"(sha256 {digest}); every job runs with its rule's flags")
+            logger.info(f"{PREFIX}: {preflight.checked(jobs, self.policy_file)}")
 
-    def _symlinked(self, path: str) -> str | None:
-        """Where an input that is a symlink leads; asked once per path (jobs share their reference files)."""
-        if path not in self._symlinks:
-            real = os.path.realpath(path) if os.path.islink(path) else None
-            self._symlinks[path] = real if real != os.path.abspath(path) else None
-        return self._symlinks[path]
-
-    def _job_findings(self, rule: str, settings: Settings, job, conda_in_image: bool) -> list[Finding]:
-        """What only Snakemake's job knows: its resources, its conda environment, its environment's values."""
-        findings = []
-        # Snakemake 8 shows a string resource as <TBD> here; asked only of rules that have one.
-        shell_exec = job.resources.get("shell_exec") if self._varies_in(job, "shell_exec") is not None else None
-        if shell_exec is not None:
-            findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the "
-                                    "host program that starts the container", "drop shell_exec for this rule (from the "
-                                    "Snakefile, a profile or --default-resources)", job=str(job)))
-        spec = job.conda_env_spec if conda_in_image else None
-        if spec and str(spec) not in self._post_deploy:  # looked up once per env file
-            self._post_deploy[str(spec)] = _post_deploy_script(spec, self.workflow.sourcecache)
-        post_deploy = self._post_deploy[str(spec)] if spec else None
-        if post_deploy:
-            findings.append(Finding("SC107", ERROR, rule, f"the conda environment's post-deploy script {post_deploy} "
-                                    "would run on the host, outside any container (Snakemake runs it there)",
-                                    "move what the script does into the image, or into the rule's own command"))
-        if settings.effective_cleanenv:
-            findings += self._env_findings(rule, settings, job)
-        return findings
-
-    def _seal_run(self, jobs: list[JobSpec]) -> None:
+    def _seal_run(self) -> None:
         """Keep what was checked for the jobs this process starts, and write it for the jobs' own Snakemake
-        processes (nodes, subprocesses)."""
-        workdir = os.getcwd()
+        processes (nodes, subprocesses); its digest goes with every job's command line, which no job can change."""
         settings = {r: self.checker.settings(r) for r in self.kinds if self.kinds[r] != "norun"}
-        images = {path: records.image_identity(path) for path in self._images.values() if os.path.exists(path)}
-        run_id = self.run_id
-        sources = {b.src: os.path.realpath(b.src) for s in settings.values() for b in s.binds if b.mode == "rw"}
-        self._seal = seal.Seal(settings, self.policy.image, images=images, sources=sources, run_id=run_id,
-                               rerun_on_change=self.policy.rerun_on_change)
-        if self.workflow.dryrun:
+        images = list(self._reading.images.values())
+        dryrun = self.workflow.dryrun
+        files = [] if dryrun else [self.policy_file, *map(os.path.abspath, self.workflow.configfiles)]
+        self._seal = seal.of_check(settings, self.policy.image, images, self.run_id, self.policy.rerun_on_change, files)
+        if dryrun:
             return
-        for path in images:  # hashed once per run, here, not by every job
-            records.image_digest(path, workdir)
+        for path in self._seal.images:  # hashed once per run, here, not by every job
+            records.image_digest(path, os.getcwd())
         if self._recorder is None:  # the first check of this run: its record says when it starts and ends
-            self._recorder = records.Recorder(workdir, run_id)
+            self._recorder = records.Recorder(os.getcwd(), self.run_id)
             self._hook_run_record()
-        files = [self.policy_file, *map(os.path.abspath, self.workflow.configfiles)]
-        self._seal = replace(self._seal, files={path: records.sha256(path) for path in files if os.path.isfile(path)})
-        os.makedirs(seal.FOLDER, exist_ok=True)
-        tmp = os.path.join(seal.FOLDER, f".{seal.NAME}.{os.getpid()}")
-        text = seal.dumps(self._seal)
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(seal.FOLDER, seal.NAME))  # whole or not at all, for a node reading it
-        # Its digest goes with every job's command line, which no job can change: a node takes only this seal.
-        settings = self.workflow.deployment_settings
-        words = [w for w in shlex.split(settings.apptainer_args or "") if not w.startswith(seal.MARKER)]
-        settings.apptainer_args = shlex.join([*words, seal.MARKER + seal.digest(text)])
+        digest = seal.write(self._seal)
+        deployment = self.workflow.deployment_settings
+        words = [w for w in shlex.split(deployment.apptainer_args or "") if not w.startswith(seal.MARKER)]
+        deployment.apptainer_args = shlex.join([*words, seal.MARKER + digest])
 
     @property
     def run_id(self) -> str:
@@ -790,8 +703,9 @@ class _Bridge:
         return self._new_run_id
 
     @property
-    def _attestations_folder(self) -> str:
-        return os.path.join(seal.FOLDER, "attestations", self.run_id)
+    def _attestations_folder(self) -> str | None:
+        """Where probes are kept for the run's other processes; None in a dry run, which keeps nothing."""
+        return None if self.workflow.dryrun else os.path.join(seal.FOLDER, "attestations", self.run_id)
 
     def _report(self, findings: list[Finding], what: str = "") -> None:
         from snakemake.logging import logger

@@ -1,13 +1,17 @@
-"""What happens right before and right after a job's container: plain file-system work on a JobPlan, no
-Snakemake. The bridge calls it in the process that starts the job (the main one, or the job's own on a node).
+"""What happens right before and right after a job's container: plain work on a JobSpec and the file system,
+no Snakemake. The bridge calls it in the process that starts the job (the main one, or the job's own on a
+node): `start()` re-checks the job as it is now and returns its flags, or raises Refused; `finish()` undoes
+what the job may not leave for the host.
 """
 
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from . import seal
-from .argv import JOB_VARIABLES
+from . import attest, seal
+from .argv import JOB_VARIABLES, apptainer_args
 from .findings import ERROR
 from .plan import AUTO, TOPLEVEL, JobPlan, JobSpec
 from .preflight import escape_hatches
@@ -24,12 +28,55 @@ class Started:
     plan: JobPlan  # bind sources resolved, as they were bound
     made: Mapping[str, int] = field(default_factory=dict)  # top-level outputs made for it -> their mtime then
     attestation: str | None = None  # the digest of what its container showed on this host (attest.py)
+    scratch: str | None = None  # its own host folder for /tmp (policy `scratch`), removed when it ends
 
 
-def job_environment(threads, resources: Mapping | None) -> dict[str, str]:
-    """The environment Snakemake gives a job's shell: its own plus the per-job thread counts and tmpdir
+class Refused(Exception):
+    """Why the job may not start, as one line ("CODE message; CODE message")."""
+
+
+def start(checker, job: JobSpec, sealed: seal.Seal, changed_files: list[str], global_args: Sequence[str],
+          environ: Mapping[str, str], threads, resources: Mapping, attestations: str | None,
+          workdir: str) -> Started:
+    """Right before the job's container starts: its plan made afresh and checked, its flags, its /tmp folder, its
+    top-level outputs and its probe (attest.py, cached per host, flags and run). `attestations`: where probes are
+    kept for the run; None in a dry run."""
+    settings = checker.settings(job.rule)
+    scratch = None
+    if settings.scratch and settings.containment != "none" and os.path.isdir(settings.scratch):
+        scratch = tempfile.mkdtemp(prefix=f"{job.rule}-", dir=settings.scratch)
+        job = replace(job, scratch=scratch)
+    try:
+        refuse = []
+        if settings.isolates and resources.get("shell_exec"):
+            refuse.append("SC108 its shell_exec resource would replace the program that starts the container")
+        plan, why = judge(checker, job, sealed, changed_files, global_args, environ)
+        _refuse_if(refuse + why)
+        env = job_environment(threads, resources, environ)
+        try:  # before anything is made on disk for the job
+            apptainer_args(plan, checker.runtime, env)
+        except ValueError as err:  # a value --env cannot carry (SC209), e.g. in a job a checkpoint added
+            raise Refused(f"SC209 {err}") from None
+        attestation, found = attest.attest_rule(checker, job, attestations, workdir, environ)
+        _refuse_if([f"{f.code} {f.message}" for f in found if f.severity == ERROR])
+        plan, made = resolved(plan)
+        argv = apptainer_args(plan, checker.runtime, env) + list(global_args)
+        return Started(job.image, argv, plan, made, attestation.digest, scratch)
+    except BaseException:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _refuse_if(why: list[str]) -> None:
+    if why:
+        raise Refused("; ".join(why))
+
+
+def job_environment(threads, resources: Mapping | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Snakemake gives a job's shell: `environ` plus the per-job thread counts and tmpdir
     (shell.py sets them in the job's process only). Under cleanenv, the policy's `env` picks from it."""
-    env = dict(os.environ, **{name: str(threads) for name in JOB_VARIABLES})
+    env = dict(environ, **{name: str(threads) for name in JOB_VARIABLES})
     tmpdir = (resources or {}).get("tmpdir")
     if tmpdir:
         env.update(dict.fromkeys(TMP_VARIABLES, str(tmpdir)))
@@ -81,9 +128,22 @@ def resolved(plan: JobPlan) -> tuple[JobPlan, dict[str, int]]:
 def finish(started: Started) -> list[str]:
     """Right after the job's container ends, success or failure, before Snakemake's own steps on the host: the
     top-level outputs it never wrote go again, and the links it left where Snakemake would follow them; those
-    are returned (the job then fails, SC410)."""
-    remove_unwritten(started.made)
-    return remove_planted_links(started.plan)
+    are returned (the job then fails, SC410). Its /tmp folder goes."""
+    try:
+        remove_unwritten(started.made)
+        return remove_planted_links(started.plan)
+    finally:
+        if started.scratch:
+            shutil.rmtree(started.scratch, ignore_errors=True)
+
+
+def top_level_hint(started: Started) -> str:
+    """What to do when a job that wrote top-level outputs failed: the one-file bind may be why."""
+    plan = started.plan
+    return (f"job {plan.job.label} may write {', '.join(sorted(started.made))} at the top of the workdir only as "
+            "that one file: a tool that replaces it by rename, or writes files beside it, fails there (read-only "
+            f"file system, or device busy); give rule {plan.rule.rule} `workdir: rw` in the policy, or write its "
+            "outputs into a folder (e.g. results/)")
 
 
 def remove_unwritten(made: Mapping[str, int]) -> None:

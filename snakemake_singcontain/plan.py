@@ -19,6 +19,7 @@ SC407), nor through a link that a job could have left (SC412). Inputs that lie i
 read-only file by file.
 """
 
+import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -168,27 +169,27 @@ class _Mounts:
     def find(self, path: str) -> tuple[Mount | None, bool]:
         """The mount serving container `path` (the deepest), and whether it shows the host's own `path` there."""
         best = self.rule_mounts.get(path) or self._rule_mount(posixpath.dirname(path))
-        for dst, mount in self.job_mounts.items():
-            if (best is None or len(dst) >= len(best.dst)) and under(path, dst):
-                best = mount
+        own = serving(self.job_mounts, path, len(best.dst) - 1 if best else 0) if self.job_mounts else None
+        best = own or best
         return best, best is not None and best.src == best.dst
 
     def all(self) -> dict[str, Mount]:
         return {**self.rule_mounts, **self.job_mounts}
 
 
-def lookup(mounts: Mapping[str, Mount], path: str) -> tuple[Mount | None, bool]:
-    """The mount serving container `path`, and whether it shows the host's own `path` there."""
+def serving(mounts: Mapping[str, Mount], path: str, deeper_than: int = 0) -> Mount | None:
+    """The mount serving container `path` (clean, absolute; `mounts` by destination): the deepest whose
+    destination holds it, and only one whose destination is longer than `deeper_than` characters. It shows the
+    host's own `path` there where its source is its destination."""
     probe = path
-    while True:
+    while len(probe) > deeper_than:
         mount = mounts.get(probe)
         if mount is not None:
-            rest = path[len(probe):].lstrip("/")
-            return mount, (posixpath.join(mount.src, rest) if rest else mount.src) == path
-        parent = posixpath.dirname(probe)
-        if parent == probe:  # "/" (or "//", which dirname keeps)
-            return None, False
-        probe = parent
+            return mount
+        if probe == "/":
+            return None
+        probe = probe[:probe.rfind("/")] or "/"
+    return None
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,8 @@ class JobPlan:
 
     def access(self, host_path: str) -> str | None:
         """'rw' or 'ro' if the job sees `host_path` at the same path inside the container, else None."""
-        mount, same = lookup(self.mounts, _absolute(host_path, self.rule.workdir))
-        return mount.mode if mount and same else None
+        mount = serving(self.mounts, _absolute(host_path, self.rule.workdir))
+        return mount.mode if mount and mount.src == mount.dst else None
 
 
 def _absolute(path: str, workdir: str) -> str:
@@ -225,6 +226,19 @@ def real_path(path: str, real_folders: Mapping[str, str]) -> str:
 def _bind(mounts: _Mounts, binds: dict, src: str, dst: str, mode: str, origin: Origin) -> None:
     binds[dst] = Bind(src, dst, mode, required=False, origin=origin)
     mounts.add(Mount(src, dst, mode, origin.layer))
+
+
+def host_reads(workdir: str, basedir: str, files) -> tuple[str, ...]:
+    """What Snakemake and this plugin read on the host as configuration or code, on this run or the next: never
+    writable to a job (SC411). `profiles/` in the workdir and beside the Snakefile, `files` (the policy,
+    configfiles, site files, every Snakefile and include; a URL is left out), and the workflow's source folder
+    as a whole where it is not the workdir (nor holds it): the catalogue layout, workflow/."""
+    basedir = os.path.realpath(basedir)
+    paths = [posixpath.join(workdir, "profiles"), posixpath.join(basedir, "profiles")]
+    paths += [p for p in files if isinstance(p, str) and "://" not in p]
+    if not under(workdir, basedir):
+        paths.append(basedir)
+    return tuple(dict.fromkeys(map(os.path.abspath, paths)))
 
 
 def host_read(rule: RulePlan, grant: str) -> str | None:

@@ -15,6 +15,7 @@ from .argv import bind_args, env_pair, settings_args, smuggled_variables
 from .findings import ERROR, WARNING, Finding, has_errors
 from .plan import JobSpec
 from .policy import Settings
+from .records import sha256
 from .runtime import RuntimeInfo, detect, smoke_test
 
 SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
@@ -54,6 +55,33 @@ def unpassable_values(names: Iterable[str], env: Mapping[str, str]) -> list[tupl
         except ValueError as err:
             found.append((str(err), f"change the value of {name}, or drop it from the rule's env"))
     return found
+
+
+def job_findings(rule: str, job: str, shell_exec, post_deploy: str | None,
+                 unpassable: Sequence[tuple[str, str]]) -> list[Finding]:
+    """What only Snakemake's job knows, for a contained rule: its shell_exec resource (SC108), its conda
+    environment's post-deploy script (SC107), values of its environment that --env cannot carry (SC209:
+    unpassable_values)."""
+    findings = []
+    if shell_exec is not None:
+        findings.append(Finding("SC108", ERROR, rule, f"the shell_exec resource {shell_exec!r} would replace the host "
+                                "program that starts the container", "drop shell_exec for this rule (from the "
+                                "Snakefile, a profile or --default-resources)", job=job))
+    if post_deploy:
+        findings.append(Finding("SC107", ERROR, rule, f"the conda environment's post-deploy script {post_deploy} would "
+                                "run on the host, outside any container (Snakemake runs it there)",
+                                "move what the script does into the image, or into the rule's own command"))
+    return findings + [Finding("SC209", ERROR, rule, message, fix, job=job) for message, fix in unpassable]
+
+
+def checked(jobs: Sequence[JobSpec], policy_file: str) -> str:
+    """The one line that says the policy is in force (a run without it would look the same)."""
+    digest = sha256(policy_file)[:12]
+    if not jobs:
+        return f"no job to run in a container, nothing to check (policy {policy_file}, sha256 {digest})"
+    rules = len({job.rule for job in jobs})
+    counted = f"{len(jobs)} job{'s' * (len(jobs) != 1)} of {rules} rule{'s' * (rules != 1)}"
+    return f"{counted} checked against {policy_file} (sha256 {digest}); every job runs with its rule's flags"
 
 
 def image_findings(rule: str, url: str, path: str | None) -> list[Finding]:

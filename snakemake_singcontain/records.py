@@ -23,6 +23,8 @@ import threading
 import time
 from collections import Counter
 
+from .plan import AUTO, INPUT, SHADOW, SOURCE, TOPLEVEL, JobPlan
+
 FORMAT = 1
 FOLDER = os.path.join(".snakemake", "singcontain", "records")
 DIGESTS = os.path.join(".snakemake", "singcontain", "digests.json")
@@ -31,6 +33,7 @@ VALUE_OPTIONS = frozenset({
     "--bind", "-B", "--mount", "--env", "--env-file", "--network", "--network-args", "--home", "-H", "--pwd",
     "--cwd", "--security", "--overlay", "-o", "--workdir", "-W", "--scratch", "-S", "--hostname", "--dns",
     "--add-caps", "--drop-caps", "--fusemount", "--app", "--apply-cgroups", "--containlibs"})
+JOB_BINDS = (AUTO, INPUT, SHADOW, TOPLEVEL, SOURCE)  # the binds a record lists as the job's own
 # What `diff` compares for one output, in the order it tells them.
 COMPARED = (("rule", "rule"), ("image", "image as written"), ("image_path", "image file"),
             ("image_sha256", "image digest"), ("runtime", "runtime"), ("runtime_version", "runtime version"),
@@ -99,6 +102,22 @@ class Recorder:
                     line = line[os.write(fd, line):]
             finally:
                 os.close(fd)
+
+
+def job_record(plan: JobPlan, image: str, argv: list[str], attestation: str | None, settings: dict, outputs: list[str],
+               jobid, runtime, policy_sha256: str, start: float, exit_status: int) -> dict:
+    """One job's record (Recorder.write) from its plan as it was bound, its image and flags;
+    `settings`: its rule's, as plain data (seal.settings_data); `runtime`: runtime.RuntimeInfo or None."""
+    job = plan.job
+    return {"rule": job.rule, "wildcards": dict(job.wildcards), "jobid": jobid, "host": os.uname().nodename,
+            "image": image, "image_path": os.path.abspath(image),
+            "image_sha256": image_digest(image, plan.rule.workdir) if os.path.isfile(image) else None,
+            "runtime": runtime.flavour if runtime else None, "runtime_binary": runtime.binary if runtime else None,
+            "runtime_version": ".".join(map(str, runtime.version)) if runtime else None, "argv": argv,
+            "job_binds": [b.src for b in plan.binds if b.origin in JOB_BINDS],
+            "policy_sha256": policy_sha256, "settings": settings, "inputs": [str(p) for p in job.inputs],
+            "outputs": [str(p) for p in outputs], "attestation_sha256": attestation, "start": start,
+            "end": time.time(), "exit_status": exit_status}
 
 
 # --- image digests ---------------------------------------------------------------------------------------

@@ -36,6 +36,16 @@ class Seal:
     rerun_on_change: bool = False
 
 
+def of_check(settings: Mapping[str, Settings], image: str | None, images: list[str], run_id: str,
+             rerun_on_change: bool, files: list[str] = ()) -> Seal:
+    """The seal of what the main process checked: each local image's identity, each writable policy bind's real
+    source, and the sha256 of `files` (the policy, the configfiles; left out by a dry run, which starts no job)."""
+    return Seal(settings, image, files={path: sha256(path) for path in files if os.path.isfile(path)},
+                images={path: image_identity(path) for path in images if os.path.exists(path)},
+                sources={b.src: os.path.realpath(b.src) for s in settings.values() for b in s.binds if b.mode == "rw"},
+                run_id=run_id, rerun_on_change=rerun_on_change)
+
+
 def _bind_data(bind: Bind) -> dict:
     data = asdict(bind)
     data["origin"] = asdict(bind.origin) if bind.origin else None
@@ -66,6 +76,47 @@ def dumps(seal: Seal) -> str:
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SealError(Exception):
+    """The seal cannot be read, or is not the one the main process wrote: no job starts."""
+
+
+def write(seal: Seal) -> str:
+    """Write the seal into FOLDER of the workdir (the current folder), whole or not at all for a node reading it;
+    returns its digest, for every job's command line."""
+    text = dumps(seal)
+    os.makedirs(FOLDER, exist_ok=True)
+    tmp = os.path.join(FOLDER, f".{NAME}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(FOLDER, NAME))
+    return digest(text)
+
+
+def read(expected_digest: str | None, host: str) -> Seal:
+    """The seal the main process wrote, in a job's own process on `host`: only with the digest its command line
+    carries (`expected_digest`), which no job can change."""
+    path = os.path.join(FOLDER, NAME)
+    try:
+        with open(path) as f:
+            text = f.read()
+        loaded = loads(text)
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) else str(err)
+        raise SealError(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on {host}: "
+                        f"{why}; the workdir must be on a file system shared with the submit host, and the run "
+                        "started with this plugin") from None
+    if expected_digest is None or digest(text) != expected_digest:
+        raise SealError(f"SC501 the settings checked for this run ({os.path.abspath(path)}) differ from those the "
+                        f"main process sealed for this job (changed since the check); refusing on {host}")
+    return loaded
+
+
+def carried_digest(words: list[str]) -> str | None:
+    """The seal's digest among a job's --apptainer-args words (the last one given), or None."""
+    found = [w[len(MARKER):] for w in words if w.startswith(MARKER)]
+    return found[-1] if found else None
 
 
 def loads(text: str) -> Seal:

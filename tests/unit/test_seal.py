@@ -113,3 +113,20 @@ def test_a_writable_bind_source_replaced_by_a_link_since_the_check(tmp_path):
     scratch.rmdir()
     scratch.symlink_to(home)  # by anything that could write its parent
     assert seal.moved_sources(sealed, [str(scratch)]) == [(str(scratch), str(home))]
+
+
+def test_a_node_takes_only_the_seal_whose_digest_its_command_line_carries(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    written = seal.Seal({}, image="/images/a.sif", run_id="20260101-000000-abcd")
+    digest = seal.write(written)
+    words = ["--cleanenv", seal.MARKER + digest]
+    assert seal.read(seal.carried_digest(words), "node1") == written
+    path = tmp_path / seal.FOLDER / seal.NAME
+    path.write_text(path.read_text().replace("/images/a.sif", "/images/b.sif"))  # rewritten by a job or a user
+    with pytest.raises(seal.SealError, match="^SC501 .* differ from those the main process sealed .* on node1$"):
+        seal.read(digest, "node1")
+    with pytest.raises(seal.SealError, match="^SC501"):
+        seal.read(seal.carried_digest(["--cleanenv"]), "node1")  # a command line without the digest
+    path.unlink()
+    with pytest.raises(seal.SealError, match="cannot be read on node1: No such file or directory; the workdir must"):
+        seal.read(digest, "node1")

@@ -18,6 +18,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -114,7 +115,7 @@ class Attestation:
     tmp: str = ""  # what /tmp is: a host path, `runtime` (its own tmpfs) or `image`
     warnings: tuple[str, ...] = ()  # the runtime's WARNING lines that mean it dropped part of the request
     failure: str = ""  # why the probe did not run to its end
-    fault: str = ""  # image | runtime, when it failed
+    fault: str = ""  # shell (the image lacks it) | image (it lacks what the probe needs) | runtime, when it failed
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -132,6 +133,16 @@ class Attestation:
         """sha256 of the canonical JSON: equal for equal observations, on any host and in any process."""
         text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def image(self) -> str:
+        """The image as the probe started it: the command ends IMAGE bash -c."""
+        return self.command[-3] if len(self.command) >= 3 else ""
+
+    @property
+    def told_command(self) -> str:
+        """The probe's start with `true` instead of the probe: what the user runs to see the runtime's message."""
+        return shlex.join([*self.command, "true"])
 
     def mount_at(self, path: str) -> SeenMount | None:
         """The mount serving container `path`: the deepest one whose destination holds it."""
@@ -230,14 +241,13 @@ def _is_script(binary: str) -> bool:
         return False
 
 
-def _failure(returncode: int, stderr: str, image: str) -> tuple[str, str]:
+def _failure(returncode: int, stderr: str) -> tuple[str, str]:
+    """The runtime's FATAL line (or the last), and who is at fault: `shell` where the image lacks the shell
+    Snakemake starts every job with (Apptainer 1.4.5: `FATAL:   "bash": executable file not found in $PATH`),
+    else `runtime`."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = next((line for line in lines if "FATAL" in line), lines[-1] if lines else f"exit status {returncode}")
-    # Apptainer 1.4.5: `FATAL:   "bash": executable file not found in $PATH`
-    if re.search(rf'"?{SHELL}"?:? .*(not found|no such file)', fatal, re.I):
-        return (f"the image {image} has no `{SHELL}`, which Snakemake starts every job with: its jobs cannot start",
-                "image")
-    return fatal, "runtime"
+    return fatal, "shell" if re.search(rf'"?{SHELL}"?:? .*(not found|no such file)', fatal, re.I) else "runtime"
 
 
 def observe(stdout: str, host_ns: Mapping[str, str], host_mounts: Sequence[MountLine],
@@ -279,7 +289,7 @@ def probe(runtime_binary: str, image: str, args: Sequence[str], workdir: str,
         return Attestation(command, script, failure=f"{runtime_binary}: {err}", fault="runtime")
     warnings = tuple(line.strip() for line in done.stderr.splitlines() if "WARNING" in line and WEAKENED.search(line))
     if done.returncode != 0:
-        failure, fault = _failure(done.returncode, done.stderr, image)
+        failure, fault = _failure(done.returncode, done.stderr)
         return Attestation(command, script, warnings=warnings, failure=failure, fault=fault)
     sections = _sections(done.stdout)
     # bash ran; without readlink or env inside, the probe would see no namespace or no variable at all
@@ -433,13 +443,16 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
         return Finding(code, severity, rule, message, fix, job=job)
 
     if attestation.failure:
-        command = " ".join(attestation.command)
+        if attestation.fault == "shell":
+            return [finding("SC606", ERROR, f"the image {attestation.image} has no `{SHELL}`, which Snakemake starts "
+                            f"every job with: {attestation.failure}",
+                            f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")]
         if attestation.fault == "image":
             return [finding("SC606", ERROR, attestation.failure,
                             f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")]
         return [finding("SC606", ERROR, f"starting the image with this rule's flags failed: {attestation.failure}",
-                        f"run `{command} true` to see the runtime's message; ask the site admin, or change the rule's "
-                        "policy")]
+                        f"run `{attestation.told_command}` to see the runtime's message; ask the site admin, or change "
+                        "the rule's policy")]
     findings = []
     for mount in attestation.mounts:
         if _runtime_own(mount, expected):

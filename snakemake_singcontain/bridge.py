@@ -32,7 +32,7 @@ from .findings import Finding, has_errors, render
 from .plan import JobSpec, host_reads
 from .plugins import plugin_manager
 from .policy import Settings, load_policy, load_site_layers
-from .runtime import SmokeResult, detect
+from .runtime import detect
 
 SUPPORTED_MAJORS = (8, 9)
 RUN_FUNC_PARAMS = ("input", "output", "wildcards", "log", "resources", "container_img", "singularity_args",
@@ -417,7 +417,6 @@ class _Bridge:
         self.workflow, self.policy, self.policy_file = workflow, policy, policy_file
         self._checker = None
         self._seal: seal.Seal | None = None
-        self._smoked: dict[tuple, SmokeResult] = {}
         self._kinds = None
         self._changed: list[str] | None = None
         self._recorder: records.Recorder | None = None
@@ -659,7 +658,7 @@ class _Bridge:
         run = preflight.Run(os.getcwd(), self.policy_file, self.policy.runtime, self.use_apptainer,
                             tuple(self.global_args), os.environ, _intended_executor(self.workflow), sys.executable,
                             self._attestations_folder)
-        findings = preflight.check(self.checker, jobs, settings, images, run, self._smoked, first, found=findings)
+        findings = preflight.check(self.checker, jobs, settings, images, run, first, found=findings)
         if first and os.environ.get("SINGCONTAIN_REPORT"):  # asked for by the singcontain command
             audit = report.build(self.checker, jobs, findings, os.environ,
                                  with_jobs=os.environ.get("SINGCONTAIN_REPORT_JOBS"),

@@ -92,7 +92,7 @@ class Checker:
         rule = self.rule_plan(job.rule, job.image)
         key = None if fresh else shape(job)
         shapes = rule.memo.setdefault("shapes", {})
-        if key is not None and key in shapes:
+        if key is not None and key in shapes and not self._folder_input(job):
             # replace(…, job=job), without its per-field work: this runs once for every job of a large DAG
             plan = object.__new__(JobPlan)
             plan.__dict__.update(shapes[key].__dict__, job=job)
@@ -102,15 +102,21 @@ class Checker:
         job = replace(job, real_folders=folders, links=links) if folders else job  # mostly none: no copy
         base = job.shadow or self.workdir
         outside = [p for i in job.inputs if not under(p := real_path(os.path.join(base, i), folders), self.workdir)]
-        if outside:
-            job = replace(job, input_folders=frozenset(p for p in outside if self._is_folder(p, fresh)))
+        input_folders = frozenset(p for p in outside if self._is_folder(p, fresh))
+        job = replace(job, input_folders=input_folders) if input_folders else job
         plan = job_plan(rule, job)
         sources = self._real_sources(plan.binds, real)
         plan = replace(plan, real_sources=sources) if sources else plan
-        if key is not None and not folders and not outside and not plan.problems and \
-                not any(b.origin in FILE_ORIGINS for b in plan.binds):
+        if key is not None and not folders and not input_folders and not plan.problems and \
+                not any(b.origin is o for b in plan.binds for o in FILE_ORIGINS):
             shapes[key] = plan  # the same binds for every job of this shape; file names only in problems
         return plan
+
+    def _folder_input(self, job: JobSpec) -> bool:
+        """Whether an input that may lie outside the workdir is a folder (bound itself, not its folder): a job
+        of a known shape gets its plan only where none is."""
+        return any(self._is_folder(os.path.join(self.workdir, i), False) for i in job.inputs
+                   if i.startswith("/") or ".." in i)
 
     def _real_folders(self, job: JobSpec, real) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
         """Where the folders of the job's files really lead (a symlinked data/ or scratch/), once per folder;

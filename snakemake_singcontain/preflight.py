@@ -1,6 +1,6 @@
 """The preflight's findings about the run as a whole, which only its Snakemake process can see: the flags and
 variables around the policy, the images, the job environment's values, where a batch job would look for its
-paths, the runtime Snakemake runs, the smoke test of each rule's flags. Plain data in, findings out; the
+paths, the runtime Snakemake runs, each rule's image started with its flags. Plain data in, findings out; the
 bridge (the only module that reads Snakemake) gathers the data."""
 
 import os
@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import attest
+from .attest import SHELL
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
-from .argv import bind_args, env_pair, settings_args, smuggled_variables
+from .argv import env_pair, smuggled_variables
 from .findings import ERROR, WARNING, Finding, has_errors
 from .plan import JobSpec
 from .policy import Settings
 from .records import sha256
-from .runtime import RuntimeInfo, detect, smoke_test
+from .runtime import RuntimeInfo, detect
 
 SAFE_IMAGE = re.compile(r"[A-Za-z0-9._~/:@+=][A-Za-z0-9._~/:@+=-]*")  # never a shell word break, quote or '$'
 REMOTE_IMAGE = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -142,35 +143,40 @@ def runtime_findings(asked_runtime: str, runs: RuntimeInfo | None, rules: Sequen
                     "Snakemake runs), or put the wanted program first on PATH")]
 
 
-def smoke_findings(checker, jobs: Sequence[JobSpec], urls: Mapping[str, str], cache: dict,
-                   environ: Mapping[str, str], workdir: str) -> list[Finding]:
-    """Start each distinct (image, rule flags) once, as the job would be started; `cache` keeps the results
-    for the run (a checkpoint's jobs share them)."""
-    runtime = checker.runtime
-    findings = []
-    to_pull: dict[str, list[str]] = {}  # image -> rules: told once per image, by its URL
-    tests = []  # (rule, image, key)
-    for job in {(j.rule, j.image): j for j in jobs if j.image}.values():
-        plan = checker.rule_plan(job.rule, job.image)
-        binds = [b for b in plan.settings.binds if b.src not in plan.missing]
-        args = settings_args(plan.settings, environ) + [w for b in binds for w in bind_args(b, runtime)]
-        if not os.path.exists(job.image):
-            to_pull.setdefault(job.image, []).append(job.rule)
-            continue
-        tests.append((job.rule, job.image, (job.image, tuple(args))))
-    new = list(dict.fromkeys(key for _, _, key in tests if key not in cache))
-    if new:  # side by side: each mostly waits on its container's start
-        with ThreadPoolExecutor(max_workers=min(len(new), 4)) as pool:
-            cache.update(zip(new, pool.map(lambda key: smoke_test(runtime, key[0], list(key[1]), workdir), new)))
-    for rule, image, key in tests:
-        if not cache[key].ok:
-            findings.append(Finding("SC207", ERROR, rule, *cache[key].told(urls.get(image, image))))
-    for image, rules in to_pull.items():
-        findings.append(Finding("SC207", WARNING, ", ".join(sorted(rules)), f"image {urls.get(image, image)} is not "
-                                "pulled yet, so the rules' flags were not smoke-tested",
-                                "nothing to do: once a run has pulled it, later runs smoke-test it; or point "
-                                "container: at a local image"))
-    return findings
+def started_findings(rule: str, image: str, attestation: attest.Attestation,
+                     compared: Sequence[Finding]) -> list[Finding]:
+    """SC207 where the rule's image did not start with its flags as asked — `image` named as the workflow names
+    it — (the probe's start failed, or the runtime warned that it dropped part of the request: the site's
+    configuration); else what the probe found against the plan (attest.compare)."""
+    command = attestation.told_command
+    if attestation.fault == "shell":
+        told = (f"the image {image} has no `{SHELL}`, which Snakemake starts every job with (`{SHELL} -c '…'`): "
+                f"{attestation.failure}", f"add {SHELL} to the image (in its build: e.g. `apt-get install {SHELL}`, "
+                f"`apk add {SHELL}`), or point container: at an image that has it")
+    elif attestation.fault == "image":
+        told = (attestation.failure, f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox "
+                "will do)")
+    elif attestation.failure:
+        told = (f"starting the image with this rule's flags failed: {attestation.failure}", f"run `{command}` to see "
+                "the runtime's message; ask the site admin, or change the rule's policy")
+    elif attestation.warnings:
+        told = (f"the runtime weakened this rule's flags (the site's configuration): {'; '.join(attestation.warnings)}",
+                f"ask the site admin to allow it, or change the rule's policy; `{command}` shows the runtime's message")
+    else:
+        return list(compared)
+    return [Finding("SC207", ERROR, rule, *told)]
+
+
+def not_pulled(jobs: Sequence[JobSpec], urls: Mapping[str, str]) -> list[Finding]:
+    """SC207 warnings for the images not on this host yet (a remote image Snakemake pulls when the run starts):
+    their rules' flags cannot be tried before the run."""
+    rules: dict[str, set[str]] = {}
+    for job in jobs:
+        if job.image and not os.path.exists(job.image):
+            rules.setdefault(job.image, set()).add(job.rule)
+    return [Finding("SC207", WARNING, ", ".join(sorted(names)), f"image {urls.get(image, image)} is not pulled yet, so "
+                    "the rules' flags were not smoke-tested", "nothing to do: once a run has pulled it, later runs "
+                    "smoke-test it; or point container: at a local image") for image, names in rules.items()]
 
 
 @dataclass(frozen=True)
@@ -189,11 +195,11 @@ class Run:
 
 
 def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], images: Mapping[str, str | None],
-          run: Run, smoked: dict, whole_workflow: bool, found: Sequence[Finding] = ()) -> list[Finding]:
+          run: Run, whole_workflow: bool, found: Sequence[Finding] = ()) -> list[Finding]:
     """Every finding about these jobs before they are submitted: the checks, then (for the whole workflow)
     what only the run shows, then — where nothing is wrong so far, `found` (what reading the jobs found)
-    included — each rule's flags started for real (smoke test) and probed (attest.py). `images`: URL -> local
-    path; `smoked`: the smoke tests' results of the run."""
+    included — each rule's image started once with its flags, as its jobs will be, and what it shows compared
+    with the plan (attest.py; SC207 where it did not start as asked). `images`: URL -> local path."""
     findings = list(found) + checker.check(jobs, whole_workflow=whole_workflow)
     if whole_workflow:
         uncontained = sorted(r for r in settings if settings[r].isolates and not run.use_apptainer)
@@ -206,12 +212,12 @@ def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], im
         findings += runtime_findings(run.policy_runtime, checker.runtime, [r for r in settings if settings[r].isolates])
     if checker.runtime is None or not run.use_apptainer or has_errors(findings):
         return findings
-    findings += smoke_findings(checker, jobs, {path: url for url, path in images.items()}, smoked, run.environ,
-                               run.workdir)
-    if has_errors(findings):
-        return findings
-    distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values()
+    urls = {path: url for url, path in images.items()}
+    findings += not_pulled(jobs, urls)
+    distinct = list({(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values())
     with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start
-        return findings + [f for _, found in pool.map(
-            lambda job: attest.attest_rule(checker, job, run.attestations, run.workdir, run.environ), distinct)
-            for f in found]
+        probed = pool.map(lambda job: attest.attest_rule(checker, job, run.attestations, run.workdir, run.environ),
+                          distinct)
+        for job, (attestation, compared) in zip(distinct, probed):
+            findings += started_findings(job.rule, urls.get(job.image, job.image), attestation, compared)
+    return findings

@@ -1,4 +1,4 @@
-"""The container runtime as facts (RuntimeInfo), read once per run; and the smoke test of a flag set.
+"""The container runtime as facts (RuntimeInfo), read once per run.
 
 This is an edge: it runs `apptainer --version`/`buildcfg`, reads apptainer.conf and /proc. Everything that
 decides anything works on the RuntimeInfo it returns.
@@ -6,7 +6,6 @@ decides anything works on the RuntimeInfo it returns.
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -113,52 +112,3 @@ def _userns_available() -> bool:
         except (OSError, ValueError):
             continue
     return True
-
-
-# Snakemake starts every job in the image as `bash -c '…'` (the basename of its shell.executable, bash by
-# default). The runtime's message when the image lacks that program (Apptainer 1.4.5, SingularityCE alike):
-# FATAL:   "bash": executable file not found in $PATH
-SHELL = "bash"
-NOT_FOUND = re.compile(r'"([^"]+)": executable file not found')
-
-
-@dataclass(frozen=True)
-class SmokeResult:
-    ok: bool
-    weakened: tuple[str, ...] = ()  # warning lines that mean the job would run less contained than asked
-    fatal: str = ""
-    missing: str = ""  # a program the image lacks: the image is at fault, not the site or the policy
-    argv: tuple[str, ...] = ()  # what was started, for the user to run again
-
-    def told(self, image: str) -> tuple[str, str]:
-        """SC207's message and fix, blaming what is at fault: the image, the site's runtime, or the flags."""
-        command = shlex.join(self.argv)
-        if self.missing:
-            return (f"the image {image} has no `{self.missing}`, which Snakemake starts every job with "
-                    f"(`{self.missing} -c '…'`): {self.fatal}",
-                    f"add {self.missing} to the image (in its build: e.g. `apt-get install {self.missing}`, "
-                    f"`apk add {self.missing}`), or point container: at an image that has it")
-        if self.weakened:
-            return (f"the runtime weakened this rule's flags (the site's configuration): {'; '.join(self.weakened)}",
-                    f"ask the site admin to allow it, or change the rule's policy; `{command}` shows the runtime's "
-                    "message")
-        return (f"starting the image with this rule's flags failed: {self.fatal}",
-                f"run `{command}` to see the runtime's message; ask the site admin, or change the rule's policy")
-
-
-def smoke_test(runtime: RuntimeInfo, image: str, args: Sequence[str], workdir: str, shell: str = SHELL) -> SmokeResult:
-    """Start the image once with a rule's flags as Snakemake would (--home WORKDIR, its shell: `bash -c`), and
-    run the shell's builtin `true`."""
-    argv = (runtime.binary, "exec", "--home", workdir, *args, image, os.path.basename(shell), "-c", "true")
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return SmokeResult(False, fatal=str(err), argv=argv)
-    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-    weakened = tuple(line for line in lines if "WARNING" in line and WEAKENED.search(line))
-    fatal = next((line for line in lines if "FATAL" in line or "ERROR" in line), "")
-    if done.returncode != 0 and not fatal:
-        fatal = lines[-1] if lines else f"exit status {done.returncode}"
-    fatal = fatal if done.returncode else ""
-    missing = NOT_FOUND.search(fatal)
-    return SmokeResult(done.returncode == 0 and not weakened, weakened, fatal, missing.group(1) if missing else "", argv)

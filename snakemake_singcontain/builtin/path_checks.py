@@ -1,5 +1,7 @@
 """Checks of binds and of every job's files: sources, syntax, protected paths, visibility, writability."""
 
+import bisect
+import functools
 from dataclasses import replace
 
 from ..argv import expressible, needs_mount
@@ -26,7 +28,40 @@ def protected_hit(bind, protected, real_sources) -> str | None:
     paths = {bind.src, bind.dst, real_sources.get(bind.src, bind.src)}
     if "/" in paths:
         return "/"
-    return next((p for p in protected if any(under(x, p) or under(p, x) for x in paths)), None)
+    exact, below = _index(tuple(protected))
+    hits = {p for x in paths for p in _on_or_above(x, exact)} | {p for x in paths for p in _below(x, below)}
+    return next((p for p in protected if _bare(p) in hits), None)
+
+
+def _bare(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+@functools.lru_cache(maxsize=64)
+def _index(protected: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A rule's protected paths, for one bind's question in O(depth + log n): as a set, and sorted."""
+    bare = frozenset(map(_bare, protected))
+    return bare, tuple(sorted(bare))
+
+
+def _on_or_above(path: str, exact: frozenset[str]):
+    """The protected paths that `path` is, or lies under (each folder on its way up)."""
+    probe = path
+    while probe:
+        if probe in exact:
+            yield probe
+        if probe == "/":
+            return
+        probe = probe[:probe.rfind("/")] or "/"
+
+
+def _below(path: str, ordered: tuple[str, ...]):
+    """The protected paths below `path` (a bound parent would show them): sorted, they follow path + '/'."""
+    prefix = path.rstrip("/") + "/"
+    for p in ordered[bisect.bisect_left(ordered, prefix):]:
+        if not p.startswith(prefix):
+            return
+        yield p
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""The runtime facts and the smoke test, against the real Apptainer with site settings changed."""
+"""The runtime facts and the start of an image with a rule's flags (the probe run before submission, which
+tells SC207), against the real Apptainer with site settings changed."""
 
 import json
 import os
@@ -12,12 +13,14 @@ pytestmark = pytest.mark.apptainer
 
 PROBE = """
 import json, os, sys
-from snakemake_singcontain.runtime import detect, smoke_test
+from snakemake_singcontain.attest import probe
+from snakemake_singcontain.runtime import detect
 runtime = detect()
-result = smoke_test(runtime, sys.argv[1], sys.argv[2:], os.getcwd())
+result = probe(runtime.binary, sys.argv[1], sys.argv[2:], os.getcwd())
 print(json.dumps({"conf": runtime.conf_file, "pid_allowed": runtime.allows("allow pid ns"),
-                  "binds_allowed": runtime.allows("user bind control"), "ok": result.ok,
-                  "weakened": result.weakened, "fatal": result.fatal}))
+                  "binds_allowed": runtime.allows("user bind control"),
+                  "ok": not result.failure and not result.warnings, "weakened": result.warnings,
+                  "fatal": result.failure}))
 """
 
 
@@ -36,7 +39,7 @@ def test_plain_start_passes(image):
 def test_pid_namespace_silently_dropped_by_site_is_caught(image, runtime_with_conf):
     seen = probe(image, "--pid", bin_dir=runtime_with_conf({"allow pid ns": "no"}))
     assert not seen["pid_allowed"]  # the static check (SC201) reads it ...
-    assert not seen["ok"] and any("Not virtualizing" in line for line in seen["weakened"])  # ... and so does the smoke test
+    assert not seen["ok"] and any("Not virtualizing" in line for line in seen["weakened"])  # ... and so does the start
 
 
 def test_user_bind_control_off_is_caught(image, runtime_with_conf):

@@ -550,25 +550,35 @@ def kept(workdir: str) -> dict[str, Attestation]:
     return found
 
 
+def rule_flags(checker, spec: JobSpec, environ: Mapping[str, str]) -> tuple[JobPlan, list[str]]:
+    """A job of `spec`'s rule as the probe starts it: its plan without the job's own files (the rule's flags and
+    Snakemake's binds), and that plan's flags. Rules with the same settings share the flags, and so one start."""
+    plan = checker.job_plan(replace(spec, inputs=(), outputs=(), directories=frozenset(), protected=frozenset(),
+                                    benchmarks=(), shadow=None, scratch=None))
+    return plan, apptainer_args(plan, checker.runtime, environ)
+
+
+def observed(runtime: RuntimeInfo, image: str, args: Sequence[str], folder: str | None, workdir: str) -> Attestation:
+    """probe(), kept in `folder` for the run's other processes (cached_probe), or afresh where it is None (a dry
+    run keeps nothing)."""
+    return (cached_probe(folder, runtime.binary, image, args, workdir) if folder
+            else probe(runtime.binary, image, args, workdir))
+
+
 _attested: dict[tuple, tuple[Attestation, list[Finding]]] = {}  # this process's: a run's probes, compared
 
 
 def attest_rule(checker, spec: JobSpec, folder: str | None, workdir: str,
                 environ: Mapping[str, str]) -> tuple[Attestation, list[Finding]]:
     """What the container of a job of `spec`'s rule really shows on this host, with the rule's own flags and
-    Snakemake's binds (not the job's files), and its comparison with that plan. Kept in `folder` (one probe
-    per host, command line and run for every process of the run; compared once per process), or probed
-    afresh where it is None (a dry run keeps nothing)."""
+    Snakemake's binds (not the job's files), and its comparison with that plan: observed() once per host,
+    command line and run for every process of the run, compared once per process and rule."""
     key = (folder, spec.rule, spec.image, spec.support, workdir)
     if folder and key in _attested:
         return _attested[key]
-    runtime = checker.runtime
-    plan = checker.job_plan(replace(spec, inputs=(), outputs=(), directories=frozenset(), protected=frozenset(),
-                                    benchmarks=(), shadow=None, scratch=None))
-    args = apptainer_args(plan, runtime, environ)
-    found = (cached_probe(folder, runtime.binary, spec.image, args, workdir) if folder
-             else probe(runtime.binary, spec.image, args, workdir))
-    result = found, compare(found, expectation(plan), runtime)
+    plan, args = rule_flags(checker, spec, environ)
+    found = observed(checker.runtime, spec.image, args, folder, workdir)
+    result = found, compare(found, expectation(plan), checker.runtime)
     if folder and not found.failure:
         _attested[key] = result
     return result

@@ -172,8 +172,9 @@ def not_pulled(jobs: Sequence[JobSpec], urls: Mapping[str, str]) -> list[Finding
     their rules' flags cannot be tried before the run."""
     rules: dict[str, set[str]] = {}
     for job in jobs:
-        if job.image and not os.path.exists(job.image):
+        if job.image:
             rules.setdefault(job.image, set()).add(job.rule)
+    rules = {image: names for image, names in rules.items() if not os.path.exists(image)}
     return [Finding("SC207", WARNING, ", ".join(sorted(names)), f"image {urls.get(image, image)} is not pulled yet, so "
                     "the rules' flags were not smoke-tested", "nothing to do: once a run has pulled it, later runs "
                     "smoke-test it; or point container: at a local image") for image, names in rules.items()]
@@ -198,8 +199,9 @@ def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], im
           run: Run, whole_workflow: bool, found: Sequence[Finding] = ()) -> list[Finding]:
     """Every finding about these jobs before they are submitted: the checks, then (for the whole workflow)
     what only the run shows, then — where nothing is wrong so far, `found` (what reading the jobs found)
-    included — each rule's image started once with its flags, as its jobs will be, and what it shows compared
-    with the plan (attest.py; SC207 where it did not start as asked). `images`: URL -> local path."""
+    included — each rule's image started with its flags, as its jobs will be (once per image and distinct
+    flags), and what it shows compared with each rule's plan (attest.py; SC207 where it did not start as
+    asked). `images`: URL -> local path."""
     findings = list(found) + checker.check(jobs, whole_workflow=whole_workflow)
     if whole_workflow:
         uncontained = sorted(r for r in settings if settings[r].isolates and not run.use_apptainer)
@@ -214,10 +216,14 @@ def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], im
         return findings
     urls = {path: url for url, path in images.items()}
     findings += not_pulled(jobs, urls)
-    distinct = list({(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}.values())
+    distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}
+    flags = {key: attest.rule_flags(checker, job, run.environ) for key, job in distinct.items()}
+    starts = list(dict.fromkeys((image, tuple(args)) for (_, image), (_, args) in flags.items()))
     with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start
-        probed = pool.map(lambda job: attest.attest_rule(checker, job, run.attestations, run.workdir, run.environ),
-                          distinct)
-        for job, (attestation, compared) in zip(distinct, probed):
-            findings += started_findings(job.rule, urls.get(job.image, job.image), attestation, compared)
+        seen = dict(zip(starts, pool.map(lambda start: attest.observed(checker.runtime, start[0], list(start[1]),
+                                                                       run.attestations, run.workdir), starts)))
+    for (rule, image), (plan, args) in flags.items():
+        attestation = seen[(image, tuple(args))]
+        compared = attest.compare(attestation, attest.expectation(plan), checker.runtime)
+        findings += started_findings(rule, urls.get(image, image), attestation, compared)
     return findings

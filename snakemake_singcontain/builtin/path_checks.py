@@ -130,12 +130,12 @@ PROBLEMS = {  # plan problem kind -> code, what it is, the fix
 
 @hookimpl
 def singcontain_check_job(plan, runtime):
-    rule, job = plan.rule.rule, plan.job.label
+    rule = plan.rule.rule
     if plan.rule.image is None:
         return  # runs on the host: nothing to see or not see
     for kind, path, why in plan.problems:
         code, message, fix = PROBLEMS[kind]
-        yield Finding(code, ERROR, rule, message.format(path=path, why=why), fix, job=job)
+        yield Finding(code, ERROR, rule, message.format(path=path, why=why), fix, job=plan.job.label)
     memo = plan.rule.memo.setdefault("path_checks", {})
     for bind in plan.binds:
         layer = bind.origin.layer if bind.origin else "policy"
@@ -146,7 +146,7 @@ def singcontain_check_job(plan, runtime):
         if key not in memo:  # jobs of a rule share their folders: each bind is judged once
             memo[key] = list(_judge_job_bind(bind, layer, plan.rule, {bind.src: real}, runtime))
         for code, severity, message, fix in memo[key]:
-            yield Finding(code, severity, rule, message, fix, job=job)
+            yield Finding(code, severity, rule, message, fix, job=plan.job.label)
 
 
 def _judge_job_bind(bind, layer, rule_plan, real_sources, runtime):

@@ -4,6 +4,7 @@ Pure but for one edge: whether bind sources exist on this host (asked once per r
 """
 
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -12,7 +13,8 @@ import pluggy
 from .errors import PolicyError
 from .findings import Finding
 from .paths import clean, under
-from .plan import FILE_ORIGINS, JobPlan, JobSpec, RulePlan, job_plan, real_path, rule_plan, shape
+from .plan import (FILE_ORIGINS, JobPlan, JobSpec, RulePlan, absolute, host_read, job_plan, real_path, renamed, rule_plan,
+                   shape)
 from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
 
@@ -103,6 +105,11 @@ class Checker:
             plan = object.__new__(JobPlan)
             plan.__dict__.update(shapes[key].__dict__, job=job)
             return plan
+        family = None if key is None else self.family(rule, job, key)
+        families = rule.memo.setdefault("families", {})
+        if family is not None and family[0] in families and not self._folder_input(job):
+            template, folders = families[family[0]]
+            return renamed(template, job, dict(zip(folders, family[1])))
         real = os.path.realpath if fresh else self._real
         folders, links = self._real_folders(job, real)
         job = replace(job, real_folders=folders, links=links) if folders else job  # mostly none: no copy
@@ -116,7 +123,30 @@ class Checker:
         if key is not None and len(shapes) < MAX_SHAPES and not folders and not input_folders and \
                 not plan.problems and not any(b.origin is o for b in plan.binds for o in FILE_ORIGINS):
             shapes[key] = plan  # the same binds for every job of this shape; file names only in problems
+            if family is not None and len(families) < MAX_SHAPES:
+                families[family[0]] = (plan, family[1])
         return plan
+
+    def family(self, rule: RulePlan, job: JobSpec, key: tuple) -> tuple[tuple, tuple[str, ...]] | None:
+        """Jobs of a rule with one output folder each, siblings (out/{sample}/…, no two jobs share a shape),
+        get the same plan but for those folders' names (plan.renamed): (the family's key, the job's output
+        folders), or None where a folder is anything but a plain folder of its own below a plain parent inside
+        the workdir: no link on the way, no mount at or below it, no place the host reads, not .snakemake,
+        none holding another of the job's folders or an input's."""
+        workdir = self.workdir
+        folders = [posixpath.dirname(absolute(raw, workdir)) for raw in job.outputs]
+        distinct = list(dict.fromkeys(folders))
+        for folder in distinct:
+            parent, name = posixpath.split(folder)
+            if name == ".snakemake" or not under(parent, workdir) or self._real(folder) != folder or \
+                    any(under(dst, folder) for dst in rule.mounts) or host_read(rule, folder) is not None:
+                return None
+        inputs = [posixpath.dirname(absolute(raw, workdir)) for raw in job.inputs]
+        if any(under(a, b) for i, a in enumerate(distinct) for j, b in enumerate(distinct) if i != j) or \
+                any(under(a, b) for a in inputs for b in distinct):
+            return None
+        parents = tuple(posixpath.dirname(folder) for folder in distinct)
+        return (parents, tuple(map(distinct.index, folders)), key[1], key[2]), tuple(distinct)
 
     def _folder_input(self, job: JobSpec) -> bool:
         """Whether an input that may lie outside the workdir is a folder (bound itself, not its folder): a job

@@ -203,14 +203,30 @@ class JobPlan:
 
     def access(self, host_path: str) -> str | None:
         """'rw' or 'ro' if the job sees `host_path` at the same path inside the container, else None."""
-        mount = serving(self.mounts, _absolute(host_path, self.rule.workdir))
+        mount = serving(self.mounts, absolute(host_path, self.rule.workdir))
         return mount.mode if mount and mount.src == mount.dst else None
 
 
-def _absolute(path: str, workdir: str) -> str:
+def absolute(path: str, workdir: str) -> str:
+    """`path` (a job's, relative to `workdir`, or absolute) absolute and clean."""
     joined = posixpath.join(workdir, path)
     # normpath only where it changes something (it is the hot spot of a large DAG otherwise)
     return clean(joined) if "/." in joined or "//" in joined or joined.endswith("/") else joined
+
+
+def renamed(plan: JobPlan, job: JobSpec, folders: Mapping[str, str]) -> JobPlan:
+    """The plan of a job of the same family as `plan`'s (Checker.family: the same rule and shape, but each
+    output folder a plain sibling of the template's), for `job`: the template's own output-folder binds moved to
+    `job`'s folders (`folders`: template folder -> this job's). Only plans without problems are templates."""
+    binds = tuple(Bind(folders[b.src], folders[b.src], b.mode, required=False, origin=AUTO)
+                  if b.origin is AUTO and b.src == b.dst and b.src in folders else b for b in plan.binds)
+    mounts = {}
+    for dst, mount in plan.mounts.items():
+        if dst in folders and mount.origin == AUTO.layer and mount.src == dst:
+            dst = folders[dst]
+            mount = Mount(dst, dst, mount.mode, mount.origin)
+        mounts[dst] = mount
+    return JobPlan(job, plan.rule, binds, mounts, (), plan.real_sources)
 
 
 def real_path(path: str, real_folders: Mapping[str, str]) -> str:
@@ -312,14 +328,14 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     # run and at the job's start: Snakemake would bind them writable (the bridge drops its binds); read-only
     # here, the job only reads there (its outputs get their own binds).
     for src, dst in job.support:
-        src, dst = _absolute(src, workdir), _absolute(dst, workdir)
+        src, dst = absolute(src, workdir), absolute(dst, workdir)
         mount, same = mounts.find(dst)
         if not (mount and same and mount.mode == "ro"):
             _bind(mounts, auto, src, dst, "ro", SUPPORT)
 
     # Outputs first: an input beside an output then shares the output's writable folder bind.
     for raw in job.outputs:
-        written = _absolute(raw, base)
+        written = absolute(raw, base)
         path = real_path(written, job.real_folders)
         folder = path if path in job.directories else posixpath.dirname(path)
         mount, same = mounts.find(path)
@@ -340,7 +356,7 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
             _bind(mounts, auto, folder, folder, modes.outputs, AUTO)
     writable_inputs = []
     for raw in job.inputs:
-        written = _absolute(raw, base)
+        written = absolute(raw, base)
         path = real_path(written, job.real_folders)
         mount, same = mounts.find(path)
         if mount is not None and not same:
@@ -371,14 +387,14 @@ def job_plan(rule: RulePlan, job: JobSpec) -> JobPlan:
     for raw, real in job.symlinks.items():
         mount, same = mounts.find(clean(real))
         if not (mount and same):
-            problems.append(("symlink", _absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
+            problems.append(("symlink", absolute(raw, workdir), f"it resolves to {real}, which the container does not show"))
     for raw in job.benchmarks:
-        written = _absolute(raw, workdir)
+        written = absolute(raw, workdir)
         if suspect := _left_by_a_job(rule, job, written):  # Snakemake writes it on the host, through such links
             kind, why = _link_problem(job, suspect, "may lead only below that folder")
             problems.append((kind, written, why))
     for raw in job.benchmarks if contained else ():
-        path = _absolute(raw, workdir)
+        path = absolute(raw, workdir)
         mount, same = mounts.find(posixpath.dirname(path))
         if mount is not None and mount.mode == "rw":
             problems.append(("benchmark", path, "the job may write its folder, and Snakemake writes the benchmark "

@@ -216,7 +216,8 @@ def check(checker, jobs: Sequence[JobSpec], settings: Mapping[str, Settings], im
         return findings
     urls = {path: url for url, path in images.items()}
     findings += not_pulled(jobs, urls)
-    distinct = {(j.rule, j.image): j for j in jobs if j.image and os.path.exists(j.image)}
+    distinct = {(j.rule, j.image): j for j in jobs if j.image}
+    distinct = {key: job for key, job in distinct.items() if os.path.exists(job.image)}
     flags = {key: attest.rule_flags(checker, job, run.environ) for key, job in distinct.items()}
     starts = list(dict.fromkeys((image, tuple(args)) for (_, image), (_, args) in flags.items()))
     with ThreadPoolExecutor(max_workers=4) as pool:  # side by side: each mostly waits on a container's start

@@ -139,3 +139,62 @@ def test_an_approved_plan_shows_inputs_and_lets_outputs_be_written(root):
             assert not simulated or seen(table, path) == (path, plan.access(path))
 
     prop()
+
+
+# --- plans shared between jobs: the same as a plan made afresh -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def family_root(tmp_path_factory):
+    """A workdir with what makes one output folder differ from its sibling: a link, a folder a policy binds, a
+    place the host reads, Snakemake's state."""
+    root = tmp_path_factory.mktemp("families")
+    work = root / "work"
+    for parts in (("work", "out", "a"), ("work", "out", "bound"), ("work", "profiles"), ("work", ".snakemake"),
+                  ("ref",), ("elsewhere",)):
+        root.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+    (work / "out" / "link").symlink_to(root / "elsewhere")
+    (work / "out" / "inner").symlink_to(work / "out" / "a")
+    return root
+
+
+def test_a_plan_reused_for_a_job_of_the_same_shape_or_family_is_the_plan_made_afresh(family_root):
+    # One checker plans a run's jobs (reusing plans of jobs of the same shape, or with sibling output folders);
+    # each plan must be what a checker that never saw another job makes.
+    root, work = family_root, family_root / "work"
+    names = st.sampled_from(["a", "b", "c", "link", "inner", "bound", ".snakemake", "profiles"])
+    output = st.tuples(st.sampled_from(["out", ".", "out/a", "out/b"]), names, st.sampled_from(["x.txt", "y.txt"]))
+    an_input = st.sampled_from([f"{root}/ref/r.fa", "out/a/in.txt", "out/b/in.txt", "data/in.txt",
+                                f"{root}/elsewhere/e.txt"])
+    jobs = st.lists(st.tuples(st.lists(output, min_size=1, max_size=2), st.lists(an_input, max_size=2)),
+                    min_size=2, max_size=6)
+    layer = Layer(Origin("rules['a']", "p.yaml", 1), containment="contain",
+                  binds=(Bind(str(work / "out" / "bound"), str(work / "out" / "bound"), "rw", required=False),
+                         Bind(str(root / "ref"), str(root / "ref"), "ro", required=False)))
+    policy = Policy("p.yaml", 1, "auto", None, Layer(Origin("defaults", "p.yaml")), {}, (("a", layer),))
+
+    def checker():
+        return Checker(policy, APPTAINER, PM, workdir=str(work), rule_kinds={"a": "shell"}, environ={},
+                       host_reads=(str(work / "profiles"),))
+
+    @FAST
+    @given(jobs=jobs)
+    @example(jobs=[([("out", "b", "x.txt")], []), ([("out", "link", "x.txt")], [])])  # a link as a sibling
+    @example(jobs=[([("out", "b", "x.txt")], []), ([("out", "inner", "x.txt")], [])])  # a link inside the workdir
+    @example(jobs=[([("out", "b", "x.txt")], []), ([("out", "bound", "x.txt")], [])])  # a folder a policy binds
+    @example(jobs=[([(".", "b", "x.txt")], []), ([(".", "profiles", "x.txt")], [])])  # where the host reads
+    @example(jobs=[([(".", "b", "x.txt")], []), ([(".", ".snakemake", "x.txt")], [])])  # Snakemake's state
+    @example(jobs=[([("out", "b", "x.txt")], ["out/c/in.txt"]),  # an input in its sibling, then in its own folder
+                   ([("out", "c", "x.txt")], ["out/c/in.txt"])])
+    @example(jobs=[([("out", "b", "x.txt"), ("out/a", "b", "y.txt")], []),  # two folders, then one inside the other
+                   ([("out", "a", "x.txt"), ("out/a", "b", "y.txt")], [])])
+    @example(jobs=[([("out", "b", "x.txt"), ("out", "c", "y.txt")], []),  # two folders, then one
+                   ([("out", "a", "x.txt"), ("out", "a", "y.txt")], [])])
+    def prop(jobs):
+        shared = checker()
+        for outputs, inputs in jobs:
+            spec = job("a", inputs=inputs, outputs=["/".join(parts).removeprefix("./") for parts in outputs])
+            reused, afresh = shared.job_plan(spec), checker().job_plan(spec)
+            assert (reused.binds, dict(reused.mounts), reused.problems) == \
+                (afresh.binds, dict(afresh.mounts), afresh.problems), spec
+
+    prop()

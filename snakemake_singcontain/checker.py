@@ -4,7 +4,6 @@ Pure but for one edge: whether bind sources exist on this host (asked once per r
 """
 
 import os
-import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -17,6 +16,11 @@ from .plan import (FILE_ORIGINS, JobPlan, JobSpec, RulePlan, absolute, host_read
                    shape)
 from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
+
+
+def _parent(path: str) -> str:
+    """posixpath.dirname of a clean absolute path, at a third of its cost (this runs for every job)."""
+    return path[:path.rfind("/")] or "/"
 
 
 # Plans kept per rule for jobs of the same shape. Where every job has a shape of its own (an output folder
@@ -134,18 +138,17 @@ class Checker:
         the workdir: no link on the way, no mount at or below it, no place the host reads, not .snakemake,
         none holding another of the job's folders or an input's."""
         workdir = self.workdir
-        folders = [posixpath.dirname(absolute(raw, workdir)) for raw in job.outputs]
+        folders = [_parent(absolute(raw, workdir)) for raw in job.outputs]
         distinct = list(dict.fromkeys(folders))
-        for folder in distinct:
-            parent, name = posixpath.split(folder)
-            if name == ".snakemake" or not under(parent, workdir) or self._real(folder) != folder or \
+        parents = tuple(map(_parent, distinct))
+        for folder, parent in zip(distinct, parents):
+            if folder.endswith("/.snakemake") or not under(parent, workdir) or self._real(folder) != folder or \
                     any(under(dst, folder) for dst in rule.mounts) or host_read(rule, folder) is not None:
                 return None
-        inputs = [posixpath.dirname(absolute(raw, workdir)) for raw in job.inputs]
+        inputs = [_parent(absolute(raw, workdir)) for raw in job.inputs]
         if any(under(a, b) for i, a in enumerate(distinct) for j, b in enumerate(distinct) if i != j) or \
                 any(under(a, b) for a in inputs for b in distinct):
             return None
-        parents = tuple(posixpath.dirname(folder) for folder in distinct)
         return (parents, tuple(map(distinct.index, folders)), key[1], key[2]), tuple(distinct)
 
     def _folder_input(self, job: JobSpec) -> bool:

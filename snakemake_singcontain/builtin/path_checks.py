@@ -30,7 +30,7 @@ def protected_hit(bind, protected, real_sources) -> str | None:
         return "/"
     exact, below = _index(tuple(protected))
     hits = {p for x in paths for p in _on_or_above(x, exact)} | {p for x in paths for p in _below(x, below)}
-    return next((p for p in protected if _bare(p) in hits), None)
+    return next((p for p in protected if _bare(p) in hits), None) if hits else None
 
 
 def _bare(path: str) -> str:

@@ -31,6 +31,26 @@ SBATCH_ARGS = ["--executor", "cluster-generic", "-j", "4", "--seconds-between-st
                "--cluster-generic-status-cmd", str(ROOT / "tools" / "slurm-status.sh")]
 
 
+# The workflow of the node-side and batch tests: contained by its containment.yaml, one job that reads the site's
+# conditions through the /cvmfs bind the policy names and writes them to OUTPUT.
+READ_CONDITIONS = """\
+from snakemake_singcontain import contain
+contain(workflow, "containment.yaml")
+container: config["image"]
+
+rule all:
+    input: "OUTPUT"
+
+rule read_conditions:
+    output: "OUTPUT"
+    shell: "cat /cvmfs/conditions.txt > {output}"
+"""
+
+
+def read_conditions(output: str = "results/conditions.txt") -> str:
+    """READ_CONDITIONS writing to output."""
+    return READ_CONDITIONS.replace("OUTPUT", output)
+
 def user_entry():
     try:
         return pwd.getpwnam(USER)

@@ -6,28 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from support import chown_tree, owned_dir, snakemake
+from support import chown_tree, owned_dir, read_conditions, snakemake
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
-SNAKEFILE = """\
-from snakemake_singcontain import contain
-contain(workflow, "containment.yaml")
-container: config["image"]
-
-rule all:
-    input: "results/conditions.txt"
-
-rule read_conditions:
-    output: "results/conditions.txt"
-    shell: "cat /cvmfs/conditions.txt > {output}"
-"""
 POLICY = 'version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}", dst: /cvmfs, mode: ro}]\n'
 
 
 def node_workflow():
     work, site = owned_dir("singcontain-node-"), owned_dir("singcontain-node-site-")
-    (work / "Snakefile").write_text(SNAKEFILE)
+    (work / "Snakefile").write_text(read_conditions())
     (work / "containment.yaml").write_text(POLICY)
     (site / "conditions.txt").write_text("alignment=v7\n")
     chown_tree(work), chown_tree(site)

@@ -1,6 +1,7 @@
 """Fixtures, the prerequisite gate for tests that need the real Apptainer, test user and Slurm, and the groups
 of tests that must share a worker when the suite runs in parallel."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ def _missing(items) -> dict:
 @pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups (its worker's hook of the same name)
 def pytest_collection_modifyitems(config, items):
     _group_for_workers(items)
+    _longest_first(items)
     missing = _missing(items)
     if missing and os.environ.get("CI"):
         # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
@@ -90,6 +92,62 @@ def _group_for_workers(items) -> None:
     for item, keys in keys_of.items():
         if keys:
             item.add_marker(pytest.mark.xdist_group(root(keys[0])))
+
+
+# pytest-xdist (--dist loadgroup) hands out the tests in collection order, a group at a time, to whichever
+# worker asks next: a long group handed out late sets the end of the run. So the groups go longest first, by
+# each test's duration in the earlier runs on this machine: tools/test.sh keeps them (setup, call and teardown,
+# in seconds) in the file SINGCONTAIN_TEST_TIMINGS names, one per virtualenv. A test not timed yet is guessed
+# from what it needs: a batch system's jobs wait for its polls, a test outside tests/unit starts Snakemake or
+# Apptainer, a unit test takes next to nothing.
+TIMINGS = os.environ.get("SINGCONTAIN_TEST_TIMINGS")
+
+
+def _timings() -> dict[str, float]:
+    try:
+        return json.loads(Path(TIMINGS).read_text()) if TIMINGS else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _longest_first(items) -> None:
+    timed = _timings()
+
+    def cost(item) -> float:
+        if item.nodeid in timed:
+            return timed[item.nodeid]
+        if any(marker in item.keywords for marker in BATCH_SYSTEMS):
+            return 30.0
+        return 0.1 if "unit" in item.path.relative_to(ROOT).parts else 10.0
+
+    groups: dict[str, list] = {}   # the group (or the test alone) -> its tests, in collection order
+    for item in items:
+        group = item.get_closest_marker("xdist_group")
+        groups.setdefault(group.args[0] if group else item.nodeid, []).append(item)
+    ordered = sorted(groups.values(), key=lambda tests: -sum(map(cost, tests)))   # stable: ties keep their order
+    items[:] = [item for tests in ordered for item in tests]
+
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    # On the controller of a parallel run (or in a run without workers); a grouped test's id carries "@group".
+    at = report.nodeid.rfind("@")
+    nodeid = report.nodeid[:at] if at > report.nodeid.rfind("]") else report.nodeid
+    _durations[nodeid] = _durations.get(nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if not TIMINGS or hasattr(session.config, "workerinput") or not _durations:
+        return
+    timed = _timings() | {nodeid: round(seconds, 2) for nodeid, seconds in _durations.items()}
+    new = Path(f"{TIMINGS}.{os.getpid()}")
+    try:
+        new.write_text(json.dumps(timed, indent=0, sort_keys=True))
+        new.replace(TIMINGS)
+    except OSError:
+        new.unlink(missing_ok=True)
 
 
 def pytest_configure(config):

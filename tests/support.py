@@ -23,13 +23,35 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 # Snakemake's Slurm plugin polls sacct by default, which hangs silently without accounting (measured):
-# squeue is the status command here; cluster-generic gets a squeue-based status script.
+# squeue is the status command here; cluster-generic gets a squeue-based status script. The plugin waits 10 s
+# longer before each poll that finds no job done, and the init seconds again after one that does: 1 s there
+# lets it see each next job end after ~1, 12 or 33 s instead of ~5, 20 or 45 s.
 SLURM_ARGS = ["--executor", "slurm", "-j", "4", "--slurm-status-command", "squeue",
-              "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "1",
+              "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
               "--default-resources", "slurm_partition=main", "slurm_account=test"]
 SBATCH_ARGS = ["--executor", "cluster-generic", "-j", "4", "--seconds-between-status-checks", "1",
                "--cluster-generic-status-cmd", str(ROOT / "tools" / "slurm-status.sh")]
 
+
+# The workflow of the node-side and batch tests: contained by its containment.yaml, one job that reads the site's
+# conditions through the /cvmfs bind the policy names and writes them to OUTPUT.
+READ_CONDITIONS = """\
+from snakemake_singcontain import contain
+contain(workflow, "containment.yaml")
+container: config["image"]
+
+rule all:
+    input: "OUTPUT"
+
+rule read_conditions:
+    output: "OUTPUT"
+    shell: "cat /cvmfs/conditions.txt > {output}"
+"""
+
+
+def read_conditions(output: str = "results/conditions.txt") -> str:
+    """READ_CONDITIONS writing to output."""
+    return READ_CONDITIONS.replace("OUTPUT", output)
 
 def user_entry():
     try:

@@ -9,8 +9,10 @@
 # Each set-up step skips what is already done: an installed Apptainer, an up-to-date virtualenv (the project is
 # reinstalled only when one of its files changed), a Slurm or HTCondor that already runs (and is left running).
 # Tests run in parallel: SINGCONTAIN_TEST_WORKERS pytest-xdist workers (default 4; an integration test mostly
-# waits for Snakemake's start-up and Apptainer, so more workers than cores pay). tests/conftest.py keeps the
-# tests that share a fixture's run on one worker.
+# waits for Snakemake's start-up, Apptainer and the batch systems' polls, so more workers than cores pay), and
+# the Snakemake 8 run beside the Snakemake 9 one, with half as many. tests/conftest.py keeps the tests that share
+# a fixture's run on one worker and hands out the longest first, by their durations in earlier runs (kept in
+# each virtualenv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "tools/test.sh: run as root (it installs packages and switches to the test user)" >&2; exit 2; }
@@ -22,7 +24,9 @@ start=$(date +%s)
 bash tools/install-apptainer.sh
 id -u singtest >/dev/null 2>&1 || useradd -m singtest
 venv9=$(bash tools/venv.sh 9)
-pytest9=("$venv9/bin/python" -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup)
+timings() { echo "$1/.singcontain-test-timings.json"; }
+pytest9=(env SINGCONTAIN_TEST_TIMINGS="$(timings "$venv9")" "$venv9/bin/python" -m pytest -p no:cacheprovider -q
+         -n "$workers" --dist loadgroup)
 if [[ -n $fast ]]; then
     # The pure tests, and real contained runs and refusals on this machine's Apptainer: no batch system, one
     # Snakemake.
@@ -32,8 +36,9 @@ if [[ -n $fast ]]; then
 fi
 venv8=$(bash tools/venv.sh 8)
 started=()   # the batch systems this run started, stopped again at its end
-trap 'for s in "${started[@]}"; do bash "tools/$s.sh" down; done' EXIT
-for s in slurm htcondor; do
+out=$(mktemp -d /tmp/singcontain-test.XXXXXX)
+trap 'for s in "${started[@]}"; do bash "tools/$s.sh" down; done; rm -rf "$out"' EXIT
+for s in slurm htcondor; do   # one after the other: on a fresh machine each may install packages with apt
     if bash "tools/$s.sh" status >/dev/null; then
         echo "$s.sh: already up; left running"
     else
@@ -43,12 +48,18 @@ for s in slurm htcondor; do
 done
 echo "set-up took $(( $(date +%s) - start )) s"
 
-status=0
 # Everything on Snakemake 9. On Snakemake 8 again only what depends on Snakemake's internals (marked
 # snakemake_internals: the plugin's hooks into Snakemake, real contained runs, the node side, escapes through
 # Snakemake's own actions); the policy, the checks, the CLI's rendering and Apptainer's behaviour do not change
-# with Snakemake's major. Slurm's executor plugin exists for Snakemake 9 only.
+# with Snakemake's major. Slurm's executor plugin exists for Snakemake 9 only. Both at once: each keeps the
+# machine busy while the other waits; the Snakemake 8 run's report follows the Snakemake 9 one's.
+SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") "$venv8/bin/python" -m pytest -p no:cacheprovider -q \
+    -n $(( (workers + 1) / 2 )) --dist loadgroup tests/integration -m "snakemake_internals and not slurm" \
+    >"$out/snakemake8" 2>&1 &
+pid8=$!
+status=0
 "${pytest9[@]}" tests "$@" || status=$?
-"$venv8/bin/python" -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup tests/integration \
-    -m "snakemake_internals and not slurm" || status=$?
+wait "$pid8" || status=$?
+echo "--- Snakemake 8, the tests marked snakemake_internals:"
+cat "$out/snakemake8"
 exit $status

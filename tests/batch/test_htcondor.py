@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import as_user, chown_tree, snakemake, user_entry
+from support import as_user, chown_tree, read_conditions, snakemake, user_entry
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.htcondor]
 
@@ -139,19 +139,6 @@ def test_login_shell_reaches_the_pool():
     assert run.returncode == 0 and "Total for all users" in run.stdout, run
 
 
-SNAKEFILE = """\
-from snakemake_singcontain import contain
-contain(workflow, "containment.yaml")
-container: config["image"]
-
-rule all:
-    input: "{output}"
-
-rule read_conditions:
-    output: "{output}"
-    shell: "cat /cvmfs/conditions.txt > {{output}}"
-"""
-
 REFUSALS = {
     "output under a read-only bind": ('version: 1\ndefaults:\n  binds: ["{site}:ro"]\n', "{site}/results/out.txt", "SC402"),
     "missing required bind source": ("version: 1\ndefaults:\n  binds: ['/nonexistent/sft:/cvmfs:ro']\n", "results/conditions.txt", "SC301"),
@@ -164,7 +151,7 @@ REFUSALS = {
 
 def workflow(base: Path, name: str, policy: str, output="results/conditions.txt"):
     work, site = owned(base, name), owned(base, name + "-site")
-    (work / "Snakefile").write_text(SNAKEFILE.format(output=output.replace("{site}", str(site))))
+    (work / "Snakefile").write_text(read_conditions(output.replace("{site}", str(site))))
     (work / "containment.yaml").write_text(policy.replace("{site}", str(site)))
     (site / "conditions.txt").write_text("alignment=v7\n")
     chown_tree(work), chown_tree(site)

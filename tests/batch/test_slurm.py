@@ -5,24 +5,11 @@ import subprocess
 
 import pytest
 
-from support import SBATCH_ARGS, SLURM_ARGS, chown_tree, owned_dir, snakemake
+from support import SBATCH_ARGS, SLURM_ARGS, chown_tree, owned_dir, read_conditions, snakemake
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.slurm]
 
 EXECUTORS = {"slurm": SLURM_ARGS, "cluster-generic-sbatch": SBATCH_ARGS}
-
-SNAKEFILE = """\
-from snakemake_singcontain import contain
-contain(workflow, "containment.yaml")
-container: config["image"]
-
-rule all:
-    input: "{output}"
-
-rule read_conditions:
-    output: "{output}"
-    shell: "cat /cvmfs/conditions.txt > {{output}}"
-"""
 
 
 def slurm_jobs(work) -> set[str]:
@@ -32,9 +19,9 @@ def slurm_jobs(work) -> set[str]:
     return {job for job, _, folder in (line.partition("|") for line in out.splitlines()) if folder == str(work)}
 
 
-def workflow(policy: str, output="results/conditions.txt", snakefile=SNAKEFILE):
+def workflow(policy: str, snakefile=read_conditions()):
     work, site = owned_dir("singcontain-batch-"), owned_dir("singcontain-batch-site-")
-    (work / "Snakefile").write_text(snakefile.format(output=output))
+    (work / "Snakefile").write_text(snakefile)
     (work / "containment.yaml").write_text(policy)
     (site / "conditions.txt").write_text("alignment=v7\n")
     chown_tree(work), chown_tree(site)
@@ -61,7 +48,7 @@ def test_refused_workflow_submits_nothing(executor, case, image, runtime_with_co
     policy, output, code = REFUSALS[case]
     work, site = workflow("")
     (work / "containment.yaml").write_text(policy.format(site=site))
-    (work / "Snakefile").write_text(SNAKEFILE.format(output=output.format(site=site)))
+    (work / "Snakefile").write_text(read_conditions(output.format(site=site)))
     env = {}
     if code == "SC201":
         env["PATH"] = f"{runtime_with_conf({'allow pid ns': 'no'})}:/usr/local/bin:/usr/bin:/bin"
@@ -79,16 +66,16 @@ contain(workflow, "containment.yaml")
 container: config["image"]
 
 rule all:
-    input: "{output}"
+    input: "results/conditions.txt"
 
 rule move_site:
     output: "moved.txt"
-    shell: "mv {{config[site]}} {{config[site]}}.elsewhere && touch {{output}}"
+    shell: "mv {config[site]} {config[site]}.elsewhere && touch {output}"
 
 rule read_conditions:
     input: "moved.txt"
-    output: "{output}"
-    shell: "cat /cvmfs/conditions.txt > {{output}}"
+    output: "results/conditions.txt"
+    shell: "cat /cvmfs/conditions.txt > {output}"
 """
 NODE_POLICY = ('version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}", dst: /cvmfs, mode: ro}]\n'
                'rules:\n  move_site: {containment: none}\n')

@@ -3,6 +3,7 @@ issue 18's conda work. The image (tools/build-conda-image.sh) holds a conda fron
 channels, so environments resolve and install with no network. Every apptainer call is logged by a wrapper
 first on PATH, so the tests see what Snakemake runs on the host, and how."""
 
+import fcntl
 import hashlib
 import os
 import re
@@ -36,10 +37,13 @@ BUILD = ROOT / "tools" / "build-conda-image.sh"
 
 
 def _build(out: Path, *extra: str) -> str:
-    if not out.exists():  # kept between runs (the Snakemake 8 pass reuses the Snakemake 9 pass's images)
-        done = subprocess.run(["bash", str(BUILD), str(out), *extra], capture_output=True, text=True, timeout=900)
-        if done.returncode:
-            pytest.skip(f"the conda image could not be built ({BUILD.name}): {done.stderr.strip()[-1500:]}")
+    # Kept between runs. The Snakemake 8 and 9 runs of tools/test.sh run at once: one builds, the other waits.
+    with open(f"{out}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            done = subprocess.run(["bash", str(BUILD), str(out), *extra], capture_output=True, text=True, timeout=900)
+            if done.returncode:
+                pytest.skip(f"the conda image could not be built ({BUILD.name}): {done.stderr.strip()[-1500:]}")
     return str(out)
 
 

@@ -68,6 +68,20 @@ def run(work: Path, *argv: str, env: dict | None = None):
     return as_user(list(argv), cwd=work, env={"SINGCONTAIN_POLICY": "containment.yaml", **(env or {})})
 
 
+# Runs that several tests read (each a Snakemake start): made once, on first use.
+
+@pytest.fixture(scope="module")
+def local_dry_run(workflow):
+    """The workflow's dry run as it is, without a batch executor: clean, the control of the tests below."""
+    return run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer")
+
+
+@pytest.fixture(scope="module")
+def explain_plain(workflow):
+    """`singcontain explain` of the rule with `containment: none`."""
+    return run(workflow, SINGCONTAIN, "explain", "plain", "--sdm", "apptainer")
+
+
 # Dry runs tell what the real run will do.
 
 needs_htcondor_plugin = pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_htcondor") is None,
@@ -75,12 +89,12 @@ needs_htcondor_plugin = pytest.mark.skipif(importlib.util.find_spec("snakemake_e
 
 
 @needs_htcondor_plugin
-def test_a_dry_run_for_htcondor_tells_the_node_local_workdir(workflow):
+def test_a_dry_run_for_htcondor_tells_the_node_local_workdir(workflow, local_dry_run):
     told = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer", "--executor", "htcondor", "-j", "2")
     assert told.returncode != 0 and "error SC213" in told.output, told
     assert f"the workdir {workflow} is under /tmp, which each htcondor node" in told.output, told
     # Control: the same dry run without a batch executor has nothing to say about /tmp.
-    local = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer")
+    local = local_dry_run
     assert local.returncode == 0 and "SC213" not in local.output, local
 
 
@@ -125,7 +139,7 @@ def busybox_image_without_bash(folder: Path) -> Path:
     return sif
 
 
-def test_an_image_without_bash_is_refused_naming_the_image_not_the_site(workflow):
+def test_an_image_without_bash_is_refused_naming_the_image_not_the_site(local_dry_run):
     work = make_workflow("singcontain-nobash-")
     try:
         busybox_image_without_bash(work)
@@ -134,7 +148,7 @@ def test_an_image_without_bash_is_refused_naming_the_image_not_the_site(workflow
         assert "the image image.sif has no `bash`, which Snakemake starts every job with" in told.output, told
         assert "fix: add bash to the image" in told.output and "site admin" not in told.output, told
         # Control: the image with bash passes the same smoke test.
-        passed = run(workflow, SNAKEMAKE, "-n", "--sdm", "apptainer")
+        passed = local_dry_run
         assert passed.returncode == 0 and "SC207" not in passed.output, passed
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -164,14 +178,14 @@ def test_explain_says_a_run_block_runs_on_the_host_and_gives_no_apptainer_line(w
     assert "exec --home" not in told.output and "command: none" in told.output, told
 
 
-def test_explain_says_containment_none_runs_in_the_image_without_contain(workflow):
-    told = run(workflow, SINGCONTAIN, "explain", "plain", "--sdm", "apptainer")
+def test_explain_says_containment_none_runs_in_the_image_without_contain(explain_plain):
+    told = explain_plain
     assert "image image.sif, without --contain (containment: none)" in told.output, told
     assert " exec --home " in told.output and "--contain" not in told.output.split(" exec --home ")[1], told
 
 
-def test_explain_without_a_net_namespace_shows_the_hosts_network_as_the_docs_say(workflow):
-    told = run(workflow, SINGCONTAIN, "explain", "plain", "--sdm", "apptainer")
+def test_explain_without_a_net_namespace_shows_the_hosts_network_as_the_docs_say(explain_plain):
+    told = explain_plain
     row = next(line for line in told.output.splitlines() if line.strip().startswith("network"))
     assert "host" in row and "no net namespace" in row, told
     docs = (ROOT / "docs" / "policy.md").read_text()

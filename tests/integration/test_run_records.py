@@ -57,13 +57,18 @@ def build_image(path: Path) -> None:
     path.chmod(0o644)
 
 
-@pytest.fixture
-def work(image):
+def workdir(image) -> Path:
     work = owned_dir("singcontain-records-")
     (work / "Snakefile").write_text(SNAKEFILE)
     (work / "containment.yaml").write_text(POLICY % "contain")
     shutil.copy(image, work / "img.sif")
     chown_tree(work)
+    return work
+
+
+@pytest.fixture
+def work(image):
+    work = workdir(image)
     yield work
     shutil.rmtree(work, ignore_errors=True)
 
@@ -74,32 +79,62 @@ def run(work: Path, *args):
     return records.runs(str(work))[-1]["run"]
 
 
-def test_a_rebuilt_image_and_a_changed_policy_show_per_output(work):
-    first = run(work)
+SNAKEMAKE_8 = metadata.version("snakemake").startswith("8.")
+
+
+@pytest.fixture(scope="module")
+def history(image):
+    """One workdir's history, which the tests below read: a first run; the image file replaced at the same path
+    and a second run; rule two's containment changed from contain to containall, a dry run, and a third run;
+    then what a user runs to see it (`singcontain diff`, `singcontain runs`) and, on Snakemake 9, the HTML
+    report with the run's record."""
+    work = workdir(image)
+    seen = {"work": work}
+    try:
+        seen["first"] = run(work)
+        seen["first image"] = sha256(work / "img.sif")
+        rebuilt = owned_dir("singcontain-records-img-")
+        build_image(rebuilt / "img.sif")
+        shutil.copy(rebuilt / "img.sif", work / "img.sif")
+        shutil.rmtree(rebuilt)
+        seen["second"] = run(work, "--forceall")
+        seen["second image"] = sha256(work / "img.sif")
+        (work / "containment.yaml").write_text(POLICY % "containall")  # the default: no rerun on this change
+        seen["dry run"] = snakemake(work, "-n", "--config", f"image={work / 'img.sif'}")
+        seen["third"] = run(work, "--forceall")
+        seen["diff"] = as_user([SINGCONTAIN, "diff", seen["first"], seen["second"]], cwd=work)
+        seen["runs"] = as_user([SINGCONTAIN, "runs", "--run", "latest"], cwd=work)
+        if not SNAKEMAKE_8:  # --report-metadata is new in Snakemake 9
+            template = re.search(r"```yaml\n( *__definitions__:.*?) *```", (ROOT / "docs/records.md").read_text(), re.S)[1]
+            (work / "meta.yaml").write_text(textwrap.dedent(template))
+            chown_tree(work)
+            seen["report"] = snakemake(work, "--config", f"image={work / 'img.sif'}", "--report", "report.html",
+                                       "--report-metadata", "meta.yaml")
+        yield seen
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_rebuilt_image_and_a_changed_policy_show_per_output(history):
+    work, first, second, third = history["work"], history["first"], history["second"], history["third"]
     made = records.load(str(work), first)
     assert sorted(o for r in made for o in r["outputs"]) == OUTPUTS
-    image_digest = sha256(work / "img.sif")
+    image_digest = history["first image"]
     for r in made:
         assert r["exit_status"] == 0 and r["runtime"] in ("apptainer", "singularity") and r["runtime_version"]
         assert r["image_path"] == str(work / "img.sif") and r["image_sha256"] == image_digest
         assert "--contain" in r["argv"] and r["start"] <= r["end"]
-    assert records.runs(str(work))[-1] | {"start": 0, "end": 0} == {
+    (summary,) = [r for r in records.runs(str(work)) if r["run"] == first]
+    assert summary | {"start": 0, "end": 0} == {
         "run": first, "status": "finished", "start": 0, "end": 0, "jobs": 3, "failed": 0,
         "rules": {"one": 2, "two": 1}, "hosts": [made[0]["host"]], "unreadable_lines": 0}
 
-    # The image file is replaced at the same path between runs.
-    rebuilt = owned_dir("singcontain-records-img-")
-    build_image(rebuilt / "img.sif")
-    shutil.copy(rebuilt / "img.sif", work / "img.sif")
-    shutil.rmtree(rebuilt)
-    assert sha256(work / "img.sif") != image_digest
-    second = run(work, "--forceall")
+    # The image file was replaced at the same path between the first two runs.
+    assert history["second image"] != image_digest
     changed = {o["output"]: o["changes"] for o in records.diff(made, records.load(str(work), second))}
-    assert changed == {o: [{"what": "image digest", "a": image_digest, "b": sha256(work / "img.sif")}] for o in OUTPUTS}
+    assert changed == {o: [{"what": "image digest", "a": image_digest, "b": history["second image"]}] for o in OUTPUTS}
 
-    # The policy gives rule two --containall instead of --contain.
-    (work / "containment.yaml").write_text(POLICY % "containall")
-    third = run(work, "--forceall")
+    # The policy gave rule two --containall instead of --contain.
     outputs = {o["output"]: o for o in records.diff(records.load(str(work), second), records.load(str(work), third))}
     flags = [c for c in outputs["results/summary.txt"]["changes"] if c["what"] == "flags"]
     assert len(flags) == 1 and "--contain" in flags[0]["removed"] and "--containall" in flags[0]["added"]
@@ -107,24 +142,25 @@ def test_a_rebuilt_image_and_a_changed_policy_show_per_output(work):
         assert not [c for c in outputs[output]["changes"] if c["what"] in ("flags", "image digest")]
 
     # What a user runs.
-    shown = as_user([SINGCONTAIN, "diff", first, second], cwd=work)
+    shown = history["diff"]
     assert shown.returncode == 1, shown
     assert f"results/summary.txt (rule two): changed\n  image digest: {image_digest[:12]}… -> " in shown.output
-    shown = as_user([SINGCONTAIN, "runs", "--run", "latest"], cwd=work)
+    shown = history["runs"]
     assert shown.returncode == 0, shown
     assert re.search(r"^rule two: 1 job\(s\)\n(.*\n)*  flags    --containall", shown.output, re.M), shown  # no wildcards: no "(-)"
 
 
-@pytest.mark.skipif(metadata.version("snakemake").startswith("8."), reason="--report-metadata is new in Snakemake 9")
-def test_the_html_report_carries_the_latest_runs_record(work):
-    run(work)
-    template = re.search(r"```yaml\n( *__definitions__:.*?) *```", (ROOT / "docs/records.md").read_text(), re.S)[1]
-    (work / "meta.yaml").write_text(textwrap.dedent(template))
-    chown_tree(work)
-    done = snakemake(work, "--config", f"image={work / 'img.sif'}", "--report", "report.html",
-                     "--report-metadata", "meta.yaml")
+@pytest.mark.skipif(SNAKEMAKE_8, reason="--report-metadata is new in Snakemake 9")
+def test_the_html_report_carries_the_latest_runs_record(history):
+    done = history["report"]
     assert done.returncode == 0, done
-    assert sha256(work / "img.sif") in (work / "report.html").read_text()
+    assert history["second image"] in (history["work"] / "report.html").read_text()
+
+
+def test_a_containment_change_reruns_nothing_by_default(history):
+    dry = history["dry run"]  # after rule two's containment changed
+    assert dry.returncode == 0, dry
+    assert "Nothing to be done" in dry.output, dry
 
 
 @pytest.mark.slurm
@@ -140,17 +176,13 @@ def test_records_of_slurm_jobs_come_from_the_nodes(work):
     assert records.runs(str(work))[-1]["status"] == "finished"
 
 
-@pytest.mark.parametrize("opt_in", [True, False])
-def test_a_containment_change_reruns_the_rule_only_on_request(work, opt_in):
-    policy = POLICY if not opt_in else "rerun_on_change: true\n" + POLICY
+def test_a_containment_change_reruns_the_rule_on_request(work):
+    policy = "rerun_on_change: true\n" + POLICY
     (work / "containment.yaml").write_text(policy % "contain")
     run(work)
     (work / "containment.yaml").write_text(policy % "containall")  # only rule two's containment changes
     chown_tree(work)
     dry = snakemake(work, "-n", "--config", f"image={work / 'img.sif'}")
     assert dry.returncode == 0, dry
-    if opt_in:
-        assert "Params have changed since last execution" in dry.output and "rule two:" in dry.output, dry
-        assert "rule one:" not in dry.output, dry  # its containment is the same
-    else:
-        assert "Nothing to be done" in dry.output, dry
+    assert "Params have changed since last execution" in dry.output and "rule two:" in dry.output, dry
+    assert "rule one:" not in dry.output, dry  # its containment is the same

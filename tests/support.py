@@ -20,6 +20,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 USER = os.environ.get("SINGCONTAIN_TEST_USER", "singtest")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# Snakemake imports every executor plugin on its path at each start; the Slurm and HTCondor ones bring pandas
+# and HTCondor's bindings (half of Snakemake's start-up). tools/venv.sh keeps them in a folder of their own,
+# which a run that submits to one of those batch systems gets on its PYTHONPATH (as_user), and only such a run.
+BATCH_EXECUTORS = Path(sys.executable).parent.parent / "batch-executors"
+BATCH_ENV = {"PYTHONPATH": str(BATCH_EXECUTORS)}
+
+
+def submits_to_batch(argv) -> bool:
+    """Whether a command line names the slurm or htcondor executor."""
+    words = [str(w) for w in argv]
+    return any(a in ("--executor", "-e") and b in ("slurm", "htcondor") for a, b in zip(words, words[1:])) or \
+        any(w in ("--executor=slurm", "--executor=htcondor") for w in words)
+
+
+def has_batch_executor(name: str) -> bool:
+    return (BATCH_EXECUTORS / f"snakemake_executor_plugin_{name}").is_dir()
 
 
 # Snakemake's Slurm plugin polls sacct by default, which hangs silently without accounting (measured):
@@ -93,6 +109,7 @@ def as_user(argv, cwd, env=None, timeout=600) -> Run:
     user = user_entry()
     base = {"HOME": user.pw_dir, "USER": USER, "LOGNAME": USER, "LANG": "C.UTF-8",
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    base.update(BATCH_ENV if submits_to_batch(argv) else {})
     base.update(env or {})
     done = subprocess.run(["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in base.items()), *argv],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

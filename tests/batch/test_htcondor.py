@@ -6,12 +6,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-from support import as_user, chown_tree, read_conditions, snakemake, user_entry
+from support import as_user, chown_tree, has_batch_executor, read_conditions, snakemake, user_entry
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.htcondor]
 
@@ -32,7 +31,7 @@ HTCONDOR_ARGS = ["--executor", "htcondor", "-j", "8", "--seconds-between-status-
 @pytest.fixture(scope="module", autouse=True)
 def plugin():
     """The pool itself is gated by the htcondor marker (tests/conftest.py); the executor plugin here."""
-    if find_spec("snakemake_executor_plugin_htcondor") is None:
+    if not has_batch_executor("htcondor"):
         # In CI the environment is set up by tools/test.sh: a missing piece is a failure, never a skip.
         (pytest.fail if os.environ.get("CI") else pytest.skip)("snakemake-executor-plugin-htcondor is not "
                                                               "installed (tools/venv.sh 9)")

@@ -1,7 +1,6 @@
 """A new user's first hour (issue "The first hour, again"), each step as they meet it: real Snakemake and
 Apptainer as the ordinary user, asserting what they read."""
 
-import importlib.util
 import json
 import shlex
 import shutil
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, SNAKEMAKE, as_user, chown_tree, owned_dir
+from support import BATCH_ENV, ROOT, SNAKEMAKE, as_user, chown_tree, has_batch_executor, owned_dir
 
 pytestmark = [pytest.mark.apptainer, pytest.mark.snakemake_internals]
 
@@ -84,7 +83,7 @@ def explain_plain(workflow):
 
 # Dry runs tell what the real run will do.
 
-needs_htcondor_plugin = pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_htcondor") is None,
+needs_htcondor_plugin = pytest.mark.skipif(not has_batch_executor("htcondor"),
                                            reason="the HTCondor executor plugin is installed with Snakemake 9 only")
 
 
@@ -104,7 +103,7 @@ def test_check_with_an_htcondor_profile_tells_the_node_local_workdir(workflow):
     profile.mkdir(exist_ok=True)
     (profile / "config.yaml").write_text("executor: htcondor\njobs: 2\nsoftware-deployment-method: apptainer\n")
     chown_tree(profile)
-    told = run(workflow, SINGCONTAIN, "check", "--profile", "condor")
+    told = run(workflow, SINGCONTAIN, "check", "--profile", "condor", env=BATCH_ENV)
     assert told.returncode == 1 and "error SC213" in told.output and "the workdir" in told.output, told
     local = run(workflow, SINGCONTAIN, "check", "--sdm", "apptainer")
     assert local.returncode == 0 and "SC213" not in local.output, local

@@ -387,8 +387,10 @@ class _JobReader:
                 env = jobstart.job_environment(1, {"tmpdir": tmpdir}, os.environ)
                 self._env_judged[key] = preflight.unpassable_values(settings.env, env)
             unpassable = self._env_judged[key]
-        return preflight.job_findings(rule, str(job), shell_exec, self._post_deploy[str(spec)] if spec else None,
-                                      unpassable)
+        post_deploy = self._post_deploy[str(spec)] if spec else None
+        if shell_exec is None and not post_deploy and not unpassable:
+            return []  # the common case: no job label made
+        return preflight.job_findings(rule, str(job), shell_exec, post_deploy, unpassable)
 
     def _varies_in(self, job, resource: str) -> bool | None:
         key = (job.rule.name, resource)

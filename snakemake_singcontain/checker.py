@@ -12,7 +12,7 @@ import pluggy
 from .errors import PolicyError
 from .findings import Finding
 from .paths import clean, under
-from .plan import (FILE_ORIGINS, JobPlan, JobSpec, RulePlan, absolute, host_read, job_plan, real_path, renamed, rule_plan,
+from .plan import (FILE_ORIGINS, JobPlan, JobSpec, RulePlan, absolute, job_plan, real_path, renamed, rule_plan,
                    shape)
 from .policy import Layer, Origin, Policy, Settings, Site, check_presets, layers_for, merge, parse_layer
 from .runtime import RuntimeInfo
@@ -141,9 +141,15 @@ class Checker:
         folders = [_parent(absolute(raw, workdir)) for raw in job.outputs]
         distinct = list(dict.fromkeys(folders))
         parents = tuple(map(_parent, distinct))
+        beside = rule.memo.setdefault("family_parents", {})
         for folder, parent in zip(distinct, parents):
-            if folder.endswith("/.snakemake") or not under(parent, workdir) or self._real(folder) != folder or \
-                    any(under(dst, folder) for dst in rule.mounts) or host_read(rule, folder) is not None:
+            if parent not in beside:  # None, or the mounts and host-read places below the parent (mostly none)
+                inside = under(parent, workdir) and not any(under(parent, p) for p in rule.host_reads)
+                beside[parent] = tuple(p for p in (*rule.mounts, *rule.host_reads) if p != parent and under(p, parent)) \
+                    if inside else None
+            below = beside[parent]
+            if below is None or folder.endswith("/.snakemake") or self._real(folder) != folder or \
+                    any(under(p, folder) for p in below):
                 return None
         inputs = [_parent(absolute(raw, workdir)) for raw in job.inputs]
         if any(under(a, b) for i, a in enumerate(distinct) for j, b in enumerate(distinct) if i != j) or \

@@ -68,7 +68,7 @@ def requested_policy(workflow) -> str | None:
         named.setdefault(launch.from_launch_folder(os.environ["SINGCONTAIN_POLICY"]), "SINGCONTAIN_POLICY")
     if len(named) > 1:
         raise workflow_error("two policies named: " + " and ".join(f"{path} ({how})" for path, how in named.items())
-                              + "; name one of them, once")
+                             + "; name one of them, once")
     return next(iter(named), None)
 
 
@@ -102,7 +102,7 @@ def _contain(workflow, path: str) -> None:
     requested = requested_policy(workflow)
     if requested and requested != path:
         raise workflow_error(f"two policies: the Snakefile's {path} and {requested} (--singcontain-policy or "
-                              "SINGCONTAIN_POLICY); drop one of them")
+                             "SINGCONTAIN_POLICY); drop one of them")
     if MARKER not in (workflow.deployment_settings.apptainer_args or ""):
         # Every job's own Snakemake process learns the policy there, and fails closed without this plugin.
         workflow.deployment_settings.apptainer_args = " ".join(

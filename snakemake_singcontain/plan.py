@@ -24,7 +24,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .paths import clean, under
+from .paths import clean, parent, under
 from .policy import Bind, Floor, Origin, Settings
 
 AUTO = Origin("auto-bind", "job files")
@@ -188,7 +188,7 @@ def serving(mounts: Mapping[str, Mount], path: str, deeper_than: int = 0) -> Mou
             return mount
         if probe == "/":
             return None
-        probe = probe[:probe.rfind("/")] or "/"
+        probe = parent(probe)
     return None
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from ..argv import expressible, needs_mount
 from ..findings import ERROR, NOTE, WARNING, Finding
 from ..hooks import hookimpl
-from ..paths import under
+from ..paths import parent, under
 from ..plan import JOB_LAYERS
 
 
@@ -52,7 +52,7 @@ def _on_or_above(path: str, exact: frozenset[str]):
             yield probe
         if probe == "/":
             return
-        probe = probe[:probe.rfind("/")] or "/"
+        probe = parent(probe)
 
 
 def _below(path: str, ordered: tuple[str, ...]):

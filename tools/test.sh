@@ -25,8 +25,9 @@ bash tools/install-apptainer.sh
 id -u singtest >/dev/null 2>&1 || useradd -m singtest
 venv9=$(bash tools/venv.sh 9)
 timings() { echo "$1/.singcontain-test-timings.json"; }
-pytest9=(env SINGCONTAIN_TEST_TIMINGS="$(timings "$venv9")" "$venv9/bin/python" -m pytest -p no:cacheprovider -q
-         -n "$workers" --dist loadgroup)
+# pytest and the other test packages live apart from Snakemake's path (tools/venv.sh): on PYTHONPATH for pytest.
+pytest9=(env SINGCONTAIN_TEST_TIMINGS="$(timings "$venv9")" PYTHONPATH="$venv9/test-packages" "$venv9/bin/python"
+         -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup)
 if [[ -n $fast ]]; then
     # The pure tests, and real contained runs and refusals on this machine's Apptainer: no batch system, one
     # Snakemake.
@@ -53,7 +54,7 @@ echo "set-up took $(( $(date +%s) - start )) s"
 # Snakemake's own actions); the policy, the checks, the CLI's rendering and Apptainer's behaviour do not change
 # with Snakemake's major. Slurm's executor plugin exists for Snakemake 9 only. Both at once: each keeps the
 # machine busy while the other waits; the Snakemake 8 run's report follows the Snakemake 9 one's.
-SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") "$venv8/bin/python" -m pytest -p no:cacheprovider -q \
+SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") PYTHONPATH="$venv8/test-packages" "$venv8/bin/python" -m pytest -p no:cacheprovider -q \
     -n $(( (workers + 1) / 2 )) --dist loadgroup tests/integration -m "snakemake_internals and not slurm" \
     >"$out/snakemake8" 2>&1 &
 pid8=$!

@@ -144,12 +144,18 @@ class Checker:
                     if inside else None
             below = beside[above]
             if below is None or folder.endswith("/.snakemake") or self._real(folder) != folder or \
-                    any(under(p, folder) for p in below):
+                    below and any(under(p, folder) for p in below):
                 return None
+        # Plain loops: this runs for every job of such a DAG, mostly with one output folder and few inputs.
         inputs = [parent(absolute(raw, workdir)) for raw in job.inputs]
-        if any(under(a, b) for i, a in enumerate(distinct) for j, b in enumerate(distinct) if i != j) or \
-                any(under(a, b) for a in inputs for b in distinct):
-            return None
+        for folder in distinct:  # no input in or below an output folder, no output folder below another
+            inside = folder.rstrip("/") + "/"
+            for other in inputs:
+                if other == folder or other.startswith(inside):
+                    return None
+            for other in distinct:
+                if other.startswith(inside):
+                    return None
         return (parents, tuple(map(distinct.index, folders)), key[1], key[2]), tuple(distinct)
 
     def _folder_input(self, job: JobSpec) -> bool:

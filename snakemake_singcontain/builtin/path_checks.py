@@ -39,20 +39,31 @@ def _bare(path: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _index(protected: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """A rule's protected paths, for one bind's question in O(depth + log n): as a set, and sorted."""
+    """A rule's protected paths, for one bind's question in O(log n) (a new folder beside a known one) to
+    O(depth + log n): as a set, and sorted."""
     bare = frozenset(map(_bare, protected))
     return bare, tuple(sorted(bare))
 
 
-def _on_or_above(path: str, exact: frozenset[str]):
-    """The protected paths that `path` is, or lies under (each folder on its way up)."""
-    probe = path
-    while probe:
-        if probe in exact:
-            yield probe
-        if probe == "/":
-            return
-        probe = parent(probe)
+def _on_or_above(path: str, exact: frozenset[str]) -> tuple[str, ...]:
+    """The protected paths that `path` is, or lies under. Kept per folder: a DAG's folders share parents, so a
+    new folder costs one step from its parent's answer, not one per level."""
+    known = _known_above(exact)
+    if len(known) > 100_000:
+        known.clear()
+    walked, probe = [], path
+    while probe and probe not in known:
+        walked.append(probe)
+        probe = "" if probe == "/" else parent(probe)
+    found = known.get(probe, ())
+    for folder in reversed(walked):
+        found = known[folder] = (folder,) + found if folder in exact else found
+    return known.get(path, ())
+
+
+@functools.lru_cache(maxsize=64)
+def _known_above(exact: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    return {}
 
 
 def _below(path: str, ordered: tuple[str, ...]):

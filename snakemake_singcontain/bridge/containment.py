@@ -272,11 +272,15 @@ class Containment:
         # The check allocates a JobSpec and more per job; a full collection they set off would scan Snakemake's
         # DAG too (millions of objects, which outlive the check): frozen, it scans only what the check made.
         # Measured on 20,000 jobs of one rule: the preflight's CPU 0.63 -> 0.20 s (medians of 4 rounds).
+        # A dry run ends soon after, with the DAG still in use: it stays frozen. Unfrozen, the collector takes
+        # the whole DAG for new (its count of old objects is from the frozen time), and scans it again (two
+        # full collections more than without the plugin, measured on 20,000 jobs).
         gc.freeze()
         try:
             self._check(list(snakemake_jobs), first)
         finally:
-            gc.unfreeze()
+            if not self.workflow.dryrun:
+                gc.unfreeze()
 
     def _check(self, snakemake_jobs: list, first: bool) -> None:
         self._checked.update(snakemake_jobs)

@@ -155,7 +155,8 @@ def singcontain_check_job(plan, runtime):
         real = plan.real_sources.get(bind.src, bind.src)
         key = (bind.src, bind.dst, bind.mode, layer, real)
         if key not in memo:  # jobs of a rule share their folders: each bind is judged once
-            memo[key] = list(_judge_job_bind(bind, layer, plan.rule, {bind.src: real}, runtime))
+            # a tuple: mostly the empty one, which costs no object (one per job folder where every job has its own)
+            memo[key] = tuple(_judge_job_bind(bind, layer, plan.rule, {bind.src: real}, runtime))
         for code, severity, message, fix in memo[key]:
             yield Finding(code, severity, rule, message, fix, job=plan.job.label)
 

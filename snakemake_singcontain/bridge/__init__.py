@@ -40,7 +40,7 @@ def _check_snakemake(workflow) -> None:
 
     version = getattr(snakemake, "__version__", "unknown")
     major = version.split(".")[0]
-    moved = [name for name in ("_build_dag", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
+    moved = [name for name in ("_build_dag", "execute", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
                                "configfiles", "_onstart", "_onsuccess", "_onerror", "persistence")
              if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
     from snakemake.deployment import singularity
@@ -87,6 +87,26 @@ def activate(workflow_class) -> None:
 
     _build_dag._singcontain = True
     workflow_class._build_dag = _build_dag
+    _thaw_after_execute(workflow_class)
+
+
+def _thaw_after_execute(workflow_class) -> None:
+    """A dry run keeps Snakemake's objects frozen for the garbage collector from its preflight on
+    (Containment._check_jobs); they thaw when the workflow's execute() returns, so that a process that goes on
+    (Snakemake's API) collects them again."""
+    original = workflow_class.execute
+    if getattr(original, "_singcontain", False):
+        return
+
+    def execute(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            if getattr(self, "_singcontain", None) is not None:
+                self._singcontain.thaw()
+
+    execute._singcontain = True
+    workflow_class.execute = execute
 
 
 def contain(workflow, policy_file: str) -> None:
@@ -117,6 +137,7 @@ def _contain(workflow, path: str) -> None:
     bridge = Containment(workflow, policy, path)
     workflow._singcontain = bridge
     wrap_shellcmd()
+    _thaw_after_execute(type(workflow))
     original_build_dag = workflow._build_dag
 
     def build_dag(*args, **kwargs):

@@ -84,3 +84,29 @@ def test_singcontain_check_takes_the_policy_option(unmodified, image):
     run = as_user([str(Path(SNAKEMAKE).with_name("singcontain")), "check", "--policy", "policy.yaml", "--sdm",
                    "apptainer", "--config", f"image={image}"], cwd=work, env={"CVMFS_ROOT": str(site)})
     assert run.returncode == 0 and "1 job of 1 rule checked: no findings." in run.output, run
+
+
+API_DRY_RUN = """
+import gc
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import (ConfigSettings, DeploymentMethod, DeploymentSettings, OutputSettings,
+                                      ResourceSettings)
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(ResourceSettings(cores=1), ConfigSettings(config={"image": IMAGE}),
+                            deployment_settings=DeploymentSettings(deployment_method={DeploymentMethod.APPTAINER}),
+                            snakefile=Path("Snakefile"))
+    workflow.dag().execute_workflow(executor="dryrun")
+print("frozen after the dry run:", gc.get_freeze_count())
+"""
+
+
+def test_a_dry_run_through_snakemakes_api_leaves_nothing_frozen(unmodified, image):
+    """The preflight keeps Snakemake's objects frozen for the garbage collector until a dry run's end; a
+    process that goes on after it (Snakemake's Python API) collects them again."""
+    work, site = unmodified
+    run = as_user([str(Path(SNAKEMAKE).with_name("python")), "-c", API_DRY_RUN.replace("IMAGE", repr(image))],
+                  cwd=work, env={"SINGCONTAIN_POLICY": "policy.yaml", "CVMFS_ROOT": str(site)})
+    assert run.returncode == 0, run
+    assert "snakemake-singcontain: 1 job of 1 rule checked against" in run.output, run
+    assert "frozen after the dry run: 0" in run.output, run

@@ -93,7 +93,9 @@ def activate(workflow_class) -> None:
 def _thaw_after_execute(workflow_class) -> None:
     """A dry run keeps Snakemake's objects frozen for the garbage collector from its preflight on
     (Containment._check_jobs); they thaw when the workflow's execute() returns, so that a process that goes on
-    (Snakemake's API) collects them again."""
+    (Snakemake's API) collects them again. Snakemake's command line exits right after: there they stay frozen,
+    which spares the exit a full collection and the teardown of the DAG's cycles (20,000 jobs: 2.5 s of a 16 s
+    dry run, measured); the operating system takes the memory back."""
     original = workflow_class.execute
     if getattr(original, "_singcontain", False):
         return
@@ -102,11 +104,21 @@ def _thaw_after_execute(workflow_class) -> None:
         try:
             return original(self, *args, **kwargs)
         finally:
-            if getattr(self, "_singcontain", None) is not None:
+            if getattr(self, "_singcontain", None) is not None and not _under_snakemakes_command_line():
                 self._singcontain.thaw()
 
     execute._singcontain = True
     workflow_class.execute = execute
+
+
+def _under_snakemakes_command_line() -> bool:
+    """Whether `snakemake.cli.main` runs this workflow: it ends with sys.exit() (8.30 and 9.27)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "snakemake.cli":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def contain(workflow, policy_file: str) -> None:

@@ -273,9 +273,9 @@ class Containment:
         # The check allocates a JobSpec and more per job; a full collection they set off would scan Snakemake's
         # DAG too (millions of objects, which outlive the check): frozen, it scans only what the check made.
         # Measured on 20,000 jobs of one rule: the preflight's CPU 0.63 -> 0.20 s (medians of 4 rounds).
-        # A dry run keeps them frozen until its execute() returns (thaw): what follows the check there only
-        # prints, and unfrozen, the collector took the whole DAG for new objects and scanned it twice more
-        # (20,000 jobs: Snakemake's own dry run was 15-20 % faster frozen, as it spends a quarter in collections).
+        # A dry run keeps them frozen until its execute() returns (thaw; bridge._thaw_after_execute): what
+        # follows the check there only prints, and unfrozen, the collector took the whole DAG for new objects
+        # and scanned it again (20,000 jobs of deep wildcards: 16 full collections against 14 without the plugin).
         gc.freeze()
         self._frozen = True
         try:

@@ -54,9 +54,9 @@ echo "set-up took $(( $(date +%s) - start )) s"
 # Snakemake's own actions); the policy, the checks, the CLI's rendering and Apptainer's behaviour do not change
 # with Snakemake's major. Slurm's executor plugin exists for Snakemake 9 only. Both at once: each keeps the
 # machine busy while the other waits; the Snakemake 8 run's report follows the Snakemake 9 one's.
-SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") PYTHONPATH="$venv8/test-packages" "$venv8/bin/python" -m pytest -p no:cacheprovider -q \
-    -n $(( (workers + 1) / 2 )) --dist loadgroup tests/integration -m "snakemake_internals and not slurm" \
-    >"$out/snakemake8" 2>&1 &
+SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") PYTHONPATH="$venv8/test-packages" \
+    "$venv8/bin/python" -m pytest -p no:cacheprovider -q -n $(( (workers + 1) / 2 )) --dist loadgroup \
+    tests/integration -m "snakemake_internals and not slurm" >"$out/snakemake8" 2>&1 &
 pid8=$!
 status=0
 "${pytest9[@]}" tests "$@" || status=$?

@@ -40,8 +40,8 @@ def _check_snakemake(workflow) -> None:
 
     version = getattr(snakemake, "__version__", "unknown")
     major = version.split(".")[0]
-    moved = [name for name in ("_build_dag", "execute", "dag", "rules", "deployment_settings", "is_main_process", "dryrun",
-                               "configfiles", "_onstart", "_onsuccess", "_onerror", "persistence")
+    moved = [name for name in ("_build_dag", "execute", "dag", "rules", "deployment_settings", "is_main_process",
+                               "dryrun", "configfiles", "_onstart", "_onsuccess", "_onerror", "persistence")
              if not hasattr(type(workflow), name) and not hasattr(workflow, name)]
     from snakemake.deployment import singularity
 

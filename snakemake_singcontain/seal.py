@@ -98,19 +98,24 @@ def read(expected_digest: str | None, host: str) -> Seal:
     """The seal the main process wrote, in a job's own process on `host`: only with the digest its command line
     carries (`expected_digest`), which no job can change."""
     path = os.path.join(FOLDER, NAME)
+
+    def unreadable(why: str) -> SealError:
+        return SealError(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on {host}: "
+                         f"{why}; the workdir must be on a file system shared with the submit host, and the run "
+                         "started with this plugin")
+
     try:
         with open(path) as f:
             text = f.read()
-        loaded = loads(text)
-    except (OSError, ValueError) as err:
-        why = err.strerror if isinstance(err, OSError) else str(err)
-        raise SealError(f"the settings checked for this run ({os.path.abspath(path)}) cannot be read on {host}: "
-                        f"{why}; the workdir must be on a file system shared with the submit host, and the run "
-                        "started with this plugin") from None
-    if expected_digest is None or digest(text) != expected_digest:
+    except OSError as err:
+        raise unreadable(err.strerror) from None
+    if expected_digest is None or digest(text) != expected_digest:  # verified before anything in it is read
         raise SealError(f"SC501 the settings checked for this run ({os.path.abspath(path)}) differ from those the "
                         f"main process sealed for this job (changed since the check); refusing on {host}")
-    return loaded
+    try:
+        return loads(text)
+    except ValueError as err:  # the main process's own seal, of another version of this plugin
+        raise unreadable(str(err)) from None
 
 
 def carried_digest(words: list[str]) -> str | None:

@@ -127,6 +127,9 @@ def test_a_node_takes_only_the_seal_whose_digest_its_command_line_carries(tmp_pa
         seal.read(digest, "node1")
     with pytest.raises(seal.SealError, match="^SC501"):
         seal.read(seal.carried_digest(["--cleanenv"]), "node1")  # a command line without the digest
+    path.write_text("{not json")  # a seal replaced by anything at all is the wrong seal, before it is parsed
+    with pytest.raises(seal.SealError, match="^SC501 .* differ from those the main process sealed"):
+        seal.read(digest, "node1")
     path.unlink()
     with pytest.raises(seal.SealError, match="cannot be read on node1: No such file or directory; the workdir must"):
         seal.read(digest, "node1")

@@ -434,6 +434,24 @@ def _why_shared(ns: str, attestation: Attestation, runtime: RuntimeInfo | None) 
             f"ask the site admin which setting of `{binary}` keeps the {ns} namespace from being made")
 
 
+def failure_told(attestation: Attestation, image: str) -> tuple[str, str] | None:
+    """Message and fix for a start that failed (SC207 before the run, SC606 at a job's start), blaming what is at
+    fault: the image (`image`, as the workflow names it), or the site's runtime or the rule's flags; None where
+    the probe ran."""
+    if attestation.fault == "shell":
+        return (f"the image {image} has no `{SHELL}`, which Snakemake starts every job with (`{SHELL} -c '…'`): "
+                f"{attestation.failure}", f"add {SHELL} to the image (in its build: e.g. `apt-get install {SHELL}`, "
+                f"`apk add {SHELL}`), or point container: at an image that has it")
+    if attestation.fault == "image":
+        return (attestation.failure,
+                f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")
+    if attestation.failure:
+        return (f"starting the image with this rule's flags failed: {attestation.failure}",
+                f"run `{attestation.told_command}` to see the runtime's message; ask the site admin, or change the "
+                "rule's policy")
+    return None
+
+
 def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInfo | None = None) -> list[Finding]:
     """Weaker than planned: errors; stricter than planned: notes. `runtime` (of the host the probe ran on)
     only says who to ask."""
@@ -442,17 +460,9 @@ def compare(attestation: Attestation, expected: Expectation, runtime: RuntimeInf
     def finding(code, severity, message, fix):
         return Finding(code, severity, rule, message, fix, job=job)
 
-    if attestation.failure:
-        if attestation.fault == "shell":
-            return [finding("SC606", ERROR, f"the image {attestation.image} has no `{SHELL}`, which Snakemake starts "
-                            f"every job with: {attestation.failure}",
-                            f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")]
-        if attestation.fault == "image":
-            return [finding("SC606", ERROR, attestation.failure,
-                            f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox will do)")]
-        return [finding("SC606", ERROR, f"starting the image with this rule's flags failed: {attestation.failure}",
-                        f"run `{attestation.told_command}` to see the runtime's message; ask the site admin, or change "
-                        "the rule's policy")]
+    told = failure_told(attestation, attestation.image)
+    if told:
+        return [finding("SC606", ERROR, *told)]
     findings = []
     for mount in attestation.mounts:
         if _runtime_own(mount, expected):

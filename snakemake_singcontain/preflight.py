@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import attest
-from .attest import SHELL
 from .apptainer_flags import owned, unsafe_args, unsafe_environment
 from .argv import env_pair, smuggled_variables
 from .findings import ERROR, WARNING, Finding, has_errors
@@ -148,21 +147,12 @@ def started_findings(rule: str, image: str, attestation: attest.Attestation,
     """SC207 where the rule's image did not start with its flags as asked — `image` named as the workflow names
     it — (the probe's start failed, or the runtime warned that it dropped part of the request: the site's
     configuration); else what the probe found against the plan (attest.compare)."""
-    command = attestation.told_command
-    if attestation.fault == "shell":
-        told = (f"the image {image} has no `{SHELL}`, which Snakemake starts every job with (`{SHELL} -c '…'`): "
-                f"{attestation.failure}", f"add {SHELL} to the image (in its build: e.g. `apt-get install {SHELL}`, "
-                f"`apk add {SHELL}`), or point container: at an image that has it")
-    elif attestation.fault == "image":
-        told = (attestation.failure, f"use an image that has `{SHELL}`, readlink and env (a static bash and busybox "
-                "will do)")
-    elif attestation.failure:
-        told = (f"starting the image with this rule's flags failed: {attestation.failure}", f"run `{command}` to see "
-                "the runtime's message; ask the site admin, or change the rule's policy")
-    elif attestation.warnings:
+    told = attest.failure_told(attestation, image)
+    if told is None and attestation.warnings:
         told = (f"the runtime weakened this rule's flags (the site's configuration): {'; '.join(attestation.warnings)}",
-                f"ask the site admin to allow it, or change the rule's policy; `{command}` shows the runtime's message")
-    else:
+                f"ask the site admin to allow it, or change the rule's policy; `{attestation.told_command}` shows the "
+                "runtime's message")
+    if told is None:
         return list(compared)
     return [Finding("SC207", ERROR, rule, *told)]
 

@@ -161,7 +161,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def image():
-    """The busybox + bash test image, built locally once per session, i.e. per worker in a parallel run (~1 s;
+    """The busybox + bash test image, built locally once per session, i.e. per worker in a parallel run (~0.2 s;
     no registry is reachable)."""
     out = Path(tempfile.mkdtemp(prefix="singcontain-image-", dir="/tmp"))
     out.chmod(0o755)

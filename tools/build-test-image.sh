@@ -7,7 +7,7 @@
 #
 # Needs apptainer (run tools/install-apptainer.sh first) and the busybox-static and
 # bash-static packages (the installer adds them; as root this script does too).
-# Rebuilds every time (~1 s, mostly mksquashfs); OUT.sif is replaced atomically.
+# Rebuilds every time (~0.2 s); OUT.sif is replaced atomically.
 set -euo pipefail
 
 die() { echo "build-test-image: $*" >&2; exit 1; }
@@ -57,7 +57,10 @@ EOF
 # relying on the underlay (which an admin may disable).
 touch "$root/etc/hosts" "$root/etc/resolv.conf" "$root/etc/localtime"
 
-"$apptainer" -s build -F "$partial" "$root" >"$work/build.log" 2>&1 \
+# Uncompressed: every container start reads bash and busybox through squashfuse, which spends more CPU
+# unpacking them than the rest of the start (0.13 -> 0.085 s of CPU per start, measured); the image is
+# 4.4 MB instead of 2.2 MB.
+"$apptainer" -s build -F --mksquashfs-args "-noI -noD -noF -noX" "$partial" "$root" >"$work/build.log" 2>&1 \
     || { cat "$work/build.log" >&2; die "apptainer build failed"; }
 chmod 644 "$partial"
 mv -f "$partial" "$out"

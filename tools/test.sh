@@ -35,10 +35,13 @@ if [[ -n $fast ]]; then
     exec "${pytest9[@]}" -m "not slurm and not htcondor" tests/unit tests/integration/test_contained.py \
         tests/integration/test_refused.py tests/integration/test_escapes.py "$@"
 fi
-venv8=$(bash tools/venv.sh 8)
 started=()   # the batch systems this run started, stopped again at its end
 out=$(mktemp -d /tmp/singcontain-test.XXXXXX)
 trap 'for s in "${started[@]}"; do bash "tools/$s.sh" down; done; rm -rf "$out"' EXIT
+# The Snakemake 8 virtualenv is made while the batch systems come up (pip beside apt and the daemons' start;
+# Snakemake 9's venv.sh above installed python3-venv if it was missing, so this one needs no apt).
+bash tools/venv.sh 8 >"$out/venv8" 2>"$out/venv8.err" &
+venv8_pid=$!
 for s in slurm htcondor; do   # one after the other: on a fresh machine each may install packages with apt
     if bash "tools/$s.sh" status >/dev/null; then
         echo "$s.sh: already up; left running"
@@ -47,6 +50,8 @@ for s in slurm htcondor; do   # one after the other: on a fresh machine each may
         bash "tools/$s.sh" up
     fi
 done
+wait "$venv8_pid" || { cat "$out/venv8.err" >&2; exit 1; }
+venv8=$(cat "$out/venv8")
 echo "set-up took $(( $(date +%s) - start )) s"
 
 # Everything on Snakemake 9. On Snakemake 8 again only what depends on Snakemake's internals (marked

@@ -23,25 +23,32 @@ workers=${SINGCONTAIN_TEST_WORKERS:-4}
 start=$(date +%s)
 bash tools/install-apptainer.sh
 id -u singtest >/dev/null 2>&1 || useradd -m singtest
-venv9=$(bash tools/venv.sh 9)
 timings() { echo "$1/.singcontain-test-timings.json"; }
 # pytest and the other test packages live apart from Snakemake's path (tools/venv.sh): on PYTHONPATH for pytest.
-pytest9=(env SINGCONTAIN_TEST_TIMINGS="$(timings "$venv9")" PYTHONPATH="$venv9/test-packages" "$venv9/bin/python"
-         -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup)
+pytest9() {
+    env SINGCONTAIN_TEST_TIMINGS="$(timings "$venv9")" PYTHONPATH="$venv9/test-packages" "$venv9/bin/python" \
+        -m pytest -p no:cacheprovider -q -n "$workers" --dist loadgroup "$@"
+}
 if [[ -n $fast ]]; then
     # The pure tests, and real contained runs and refusals on this machine's Apptainer: no batch system, one
     # Snakemake.
+    venv9=$(bash tools/venv.sh 9)
     echo "set-up took $(( $(date +%s) - start )) s"
-    exec "${pytest9[@]}" -m "not slurm and not htcondor" tests/unit tests/integration/test_contained.py \
+    pytest9 -m "not slurm and not htcondor" tests/unit tests/integration/test_contained.py \
         tests/integration/test_refused.py tests/integration/test_escapes.py "$@"
+    exit
 fi
 started=()   # the batch systems this run started, stopped again at its end
 out=$(mktemp -d /tmp/singcontain-test.XXXXXX)
 trap 'for s in "${started[@]}"; do bash "tools/$s.sh" down; done; rm -rf "$out"' EXIT
-# The Snakemake 8 virtualenv is made while the batch systems come up (pip beside apt and the daemons' start;
-# Snakemake 9's venv.sh above installed python3-venv if it was missing, so this one needs no apt).
-bash tools/venv.sh 8 >"$out/venv8" 2>"$out/venv8.err" &
-venv8_pid=$!
+# Both virtualenvs are made while the batch systems come up (pip beside apt and the daemons' start). venv.sh
+# installs python3-venv with apt when it is missing: that comes first here, so that apt runs once at a time.
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || apt-get install -y -q python3-venv >/dev/null
+venv_pids=()
+for major in 9 8; do
+    bash tools/venv.sh "$major" >"$out/venv$major" 2>"$out/venv$major.err" &
+    venv_pids+=($!)
+done
 for s in slurm htcondor; do   # one after the other: on a fresh machine each may install packages with apt
     if bash "tools/$s.sh" status >/dev/null; then
         echo "$s.sh: already up; left running"
@@ -50,8 +57,10 @@ for s in slurm htcondor; do   # one after the other: on a fresh machine each may
         bash "tools/$s.sh" up
     fi
 done
-wait "$venv8_pid" || { cat "$out/venv8.err" >&2; exit 1; }
-venv8=$(cat "$out/venv8")
+for i in 0 1; do
+    wait "${venv_pids[i]}" || { cat "$out/venv$(( 9 - i )).err" >&2; exit 1; }
+done
+venv9=$(cat "$out/venv9") venv8=$(cat "$out/venv8")
 echo "set-up took $(( $(date +%s) - start )) s"
 
 # Everything on Snakemake 9. On Snakemake 8 again only what depends on Snakemake's internals (marked
@@ -64,7 +73,7 @@ SINGCONTAIN_TEST_TIMINGS=$(timings "$venv8") PYTHONPATH="$venv8/test-packages" \
     tests/integration -m "snakemake_internals and not slurm" >"$out/snakemake8" 2>&1 &
 pid8=$!
 status=0
-"${pytest9[@]}" tests "$@" || status=$?
+pytest9 tests "$@" || status=$?
 wait "$pid8" || status=$?
 echo "--- Snakemake 8, the tests marked snakemake_internals:"
 cat "$out/snakemake8"

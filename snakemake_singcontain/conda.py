@@ -33,9 +33,10 @@ def check_args(workdir: str) -> list[str]:
     return ["--contain", "--cleanenv", "--bind", f"{workdir}:{workdir}:ro"]
 
 
-def creation_args(cmd: str, envvars, workdir: str, environ) -> list[str]:
-    """The flags for one creation; makes its (empty) environment folder and a throw-away home and package
-    cache on the host, in a folder of its own under the host's temporary folder."""
+def creation_args(cmd: str, envvars, workdir: str, environ) -> tuple[list[str], str]:
+    """The flags for one creation, and the folder of its own under the host's temporary folder that it makes
+    for a throw-away home and package cache (removing() takes it away again); makes its (empty) environment
+    folder too."""
     scratch = tempfile.mkdtemp(prefix="singcontain-conda-")
     home, packages = os.path.join(scratch, "home"), os.path.join(scratch, "pkgs")
     os.mkdir(home)
@@ -49,7 +50,13 @@ def creation_args(cmd: str, envvars, workdir: str, environ) -> list[str]:
         prefix = os.path.abspath(found.group(2))
         os.makedirs(prefix, exist_ok=True)
         argv += ["--bind", f"{prefix}:{prefix}:rw"]
-    return argv
+    return argv, scratch
+
+
+def removing(folder: str, command: str) -> str:
+    """The host command, and `folder` removed when its shell exits, whatever the outcome: a real creation's
+    package cache holds hundreds of MB, and one is made per environment and run."""
+    return f"trap {shlex.quote(f'rm -rf -- {shlex.quote(folder)}')} EXIT; {command}"
 
 
 def joined(argv: list[str]) -> str:

@@ -26,11 +26,13 @@ def wrap_shellcmd() -> None:
         a["is_python_script"] = False
         a["img_path"] = shlex.quote(str(img_path))
         if conda.is_creation(a.get("envvars")):
-            a["args"] = conda.joined(conda.creation_args(cmd, a["envvars"], os.getcwd(), os.environ))
+            flags, scratch = conda.creation_args(cmd, a["envvars"], os.getcwd(), os.environ)
+            a["args"] = conda.joined(flags)
             a["bind"] = None  # Snakemake's writable source cache: the environment file is in the workdir
             from snakemake.logging import logger
 
             logger.info(f"{PREFIX}: creating a conda environment inside {img_path}, contained: {a['args']}")
+            return conda.removing(scratch, original(*call.args, **call.kwargs))
         elif conda.is_conda_check(cmd, a.get("args"), a.get("quiet", False)):
             a["args"] = conda.joined(conda.check_args(os.getcwd()))
         return original(*call.args, **call.kwargs)

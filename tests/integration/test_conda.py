@@ -170,6 +170,9 @@ def test_with_a_policy_creation_runs_contained_and_the_jobs_in_their_environment
         # What the uncontained control wrote, this one did not: the workdir stayed the user's, /tmp the host's.
         assert not (run.root / ".condarc").exists() and not (run.root / ".conda").exists()
         assert run.package_caches() and not any(c.exists() for c in run.package_caches()), run.calls
+        # Nor is anything left in the host's /tmp: each creation's throw-away home and package cache went with it.
+        scratch = [Path(folder) for c in creations for folder in re.findall(r" --home (/tmp/\S+)/home\b", c)]
+        assert len(scratch) == 2 and not any(p.exists() for p in scratch), creations
         # The image's conda is looked at contained too.
         calls = [c.replace("\\ ", " ") for c in run.calls]
         checks = [c for c in calls if "conda --version" in c or "conda info --json" in c]

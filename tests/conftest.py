@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import support
 from support import ROOT, USER, runtime_binary, user_entry
 
 
@@ -139,6 +140,9 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
+    if not session.testsfailed:  # a failed test's folders stay, to be looked at
+        for path in support.OWNED_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
     if not TIMINGS or hasattr(session.config, "workerinput") or not _durations:
         return
     timed = _timings() | {nodeid: round(seconds, 2) for nodeid, seconds in _durations.items()}

@@ -81,9 +81,13 @@ def runtime_binary():
     return shutil.which("apptainer") or shutil.which("singularity")
 
 
+OWNED_DIRS: list[Path] = []  # made by owned_dir() in this process; removed at its end if no test failed (conftest)
+
+
 def owned_dir(prefix: str) -> Path:
     """A fresh folder under /tmp owned by the test user (pytest's tmp_path is root-only)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    OWNED_DIRS.append(path)
     user = user_entry()
     os.chown(path, user.pw_uid, user.pw_gid)
     path.chmod(0o755)

@@ -1,7 +1,7 @@
 """Workflows that reproduce the structures of real public Snakemake workflows (tests/corpus/*, each README names
-the one it models), under the policy a careful user would write: `singcontain check` (the user's own dry run, with the audit)
-passes with no error, a planted mistake gives its finding, and what issue 11 found on the real ones behaves as
-a user expects.
+the one it models), under the policy a careful user would write: `singcontain check` (the user's own dry run,
+with the audit) passes with no error, a planted mistake gives its finding, and what issue 11 found on the real
+ones behaves as a user expects.
 
 Every Snakemake start costs ~2 s, so all runs are made once per module, three at a time (runs), and each test
 reads its own result."""

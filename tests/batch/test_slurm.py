@@ -1,6 +1,7 @@
 """Per-rule containment through a real Slurm (started by tools/slurm.sh): refused jobs never reach sbatch,
 and a bind missing on the node fails that job with one line in its log."""
 
+import shutil
 import subprocess
 
 import pytest
@@ -84,8 +85,11 @@ NODE_POLICY = ('version: 1\ndefaults:\n  binds: [{src: "${CVMFS_ROOT}", dst: /cv
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_bind_missing_on_node_fails_the_job_with_one_line(executor, image):
     work, site = workflow(NODE_POLICY, snakefile=NODE_SNAKEFILE)
-    run = snakemake(work, *submit_args(executor), "--config", f"image={image}", f"site={site}",
-                    env={"CVMFS_ROOT": str(site)})
+    try:
+        run = snakemake(work, *submit_args(executor), "--config", f"image={image}", f"site={site}",
+                        env={"CVMFS_ROOT": str(site)})
+    finally:
+        shutil.rmtree(f"{site}.elsewhere", ignore_errors=True)  # where the first job moved it
     assert (work / "moved.txt").exists() and not site.exists(), run
     assert run.returncode != 0 and "Error in rule read_conditions" in run.output, run
     logs = [p for p in work.rglob("*") if p.is_file() and ("slurm_logs" in str(p) or p.name.startswith("slurm-"))]
